@@ -1,0 +1,64 @@
+# Two commands do all the set-up on a fresh machine:  `make demo`  and  `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PY := .venv/bin/python
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+PYTEST_ARGS ?=
+
+.PHONY: help deps test test-unit test-integration test-e2e demo lint fmt bench kube-binaries clean
+
+help:
+	@echo "make demo              run the local stack and the demo story"
+	@echo "make test              install what is missing, then run every test (unit, integration, e2e)"
+	@echo "make test-unit         unit tests only (no services), for the inner loop"
+	@echo "make test-integration  | make test-e2e   one tier"
+	@echo "make bench             benchmarks (JSON on stdout)"
+	@echo "make lint              ruff"
+
+.venv/.installed: pyproject.toml requirements.lock
+	@test -x $(PY) || python3 -m venv .venv
+	$(PY) -m pip install -q --disable-pip-version-check uv==0.13.8
+	$(PY) -m uv pip install -q --python $(PY) -r requirements.lock -e .
+	@touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+.PHONY: .debian-packages
+.debian-packages:
+	@command -v redis-server >/dev/null || { $(SUDO) apt-get update -q && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server; }
+
+kube-binaries:
+	@tools/kube/build.sh >/dev/null
+
+deps: .venv/.installed node_modules/.installed .debian-packages kube-binaries
+
+test: deps
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: .venv/.installed node_modules/.installed
+	$(PY) -m pytest -m unit $(PYTEST_ARGS)
+
+test-integration: deps
+	$(PY) -m pytest -m integration $(PYTEST_ARGS)
+
+test-e2e: deps
+	$(PY) -m pytest -m e2e $(PYTEST_ARGS)
+
+demo: deps
+	$(PY) -m msq_devstack.cli demo
+
+bench: deps
+	$(PY) -m bench
+
+lint: .venv/.installed
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+fmt: .venv/.installed
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
+
+clean:
+	rm -rf .venv node_modules .pytest_cache .ruff_cache
