@@ -40,8 +40,19 @@ def start_chain(log_dir: Path, chain_id: int = 31337, timeout: float = 30) -> Ch
     port = free_port()
     proc = ManagedProcess(
         "anvil",
-        [tools.anvil(), "--host", "127.0.0.1", "--port", str(port), "--chain-id", str(chain_id),
-         "--accounts", "10", "--balance", "1000000"],
+        [
+            tools.anvil(),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--chain-id",
+            str(chain_id),
+            "--accounts",
+            "10",
+            "--balance",
+            "1000000",
+        ],
         log_dir,
     ).start()
     url = f"http://127.0.0.1:{port}"

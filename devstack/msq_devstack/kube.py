@@ -14,10 +14,16 @@ from msq_devstack import tools
 from msq_devstack.pki import Pki, make_pki
 from msq_devstack.process import ManagedProcess, free_port
 
-CONTROLLERS = ",".join([
-    "garbage-collector-controller", "deployment-controller", "replicaset-controller",
-    "namespace-controller", "serviceaccount-controller", "endpointslice-controller",
-])
+CONTROLLERS = ",".join(
+    [
+        "garbage-collector-controller",
+        "deployment-controller",
+        "replicaset-controller",
+        "namespace-controller",
+        "serviceaccount-controller",
+        "endpointslice-controller",
+    ]
+)
 
 
 @dataclass
@@ -38,13 +44,24 @@ class KubeControlPlane:
 
 def write_kubeconfig(path: Path, server: str, pki: Pki, user: str = "msq-admin") -> None:
     cfg = {
-        "apiVersion": "v1", "kind": "Config", "current-context": "msq-devstack",
-        "clusters": [{"name": "msq-devstack", "cluster": {"server": server,
-                                                          "certificate-authority": str(pki.ca_cert)}}],
-        "users": [{"name": user, "user": {"client-certificate": str(pki.admin_cert),
-                                          "client-key": str(pki.admin_key)}}],
-        "contexts": [{"name": "msq-devstack", "context": {"cluster": "msq-devstack", "user": user,
-                                                          "namespace": "default"}}],
+        "apiVersion": "v1",
+        "kind": "Config",
+        "current-context": "msq-devstack",
+        "clusters": [
+            {"name": "msq-devstack", "cluster": {"server": server, "certificate-authority": str(pki.ca_cert)}}
+        ],
+        "users": [
+            {
+                "name": user,
+                "user": {"client-certificate": str(pki.admin_cert), "client-key": str(pki.admin_key)},
+            }
+        ],
+        "contexts": [
+            {
+                "name": "msq-devstack",
+                "context": {"cluster": "msq-devstack", "user": user, "namespace": "default"},
+            }
+        ],
     }
     path.write_text(yaml.safe_dump(cfg))
     path.chmod(0o600)
@@ -60,54 +77,97 @@ def start_control_plane(work_dir: Path, log_dir: Path, timeout: float = 90) -> K
     bin_dir = tools.kube_bin_dir()
     pki = make_pki(work_dir / "pki")
     etcd_client, etcd_peer, api_port = free_port(), free_port(), free_port()
-    plane = KubeControlPlane(server=f"https://127.0.0.1:{api_port}", kubeconfig=work_dir / "kubeconfig",
-                             pki=pki, bin_dir=bin_dir)
+    plane = KubeControlPlane(
+        server=f"https://127.0.0.1:{api_port}", kubeconfig=work_dir / "kubeconfig", pki=pki, bin_dir=bin_dir
+    )
     try:
-        etcd = ManagedProcess("etcd", [
-            str(bin_dir / "etcd"), "--name", "devstack", "--data-dir", str(work_dir / "etcd"),
-            "--listen-client-urls", f"http://127.0.0.1:{etcd_client}",
-            "--advertise-client-urls", f"http://127.0.0.1:{etcd_client}",
-            "--listen-peer-urls", f"http://127.0.0.1:{etcd_peer}",
-            "--initial-advertise-peer-urls", f"http://127.0.0.1:{etcd_peer}",
-            "--initial-cluster", f"devstack=http://127.0.0.1:{etcd_peer}",
-            "--unsafe-no-fsync", "--log-level", "warn",
-        ], log_dir).start()
+        etcd = ManagedProcess(
+            "etcd",
+            [
+                str(bin_dir / "etcd"),
+                "--name",
+                "devstack",
+                "--data-dir",
+                str(work_dir / "etcd"),
+                "--listen-client-urls",
+                f"http://127.0.0.1:{etcd_client}",
+                "--advertise-client-urls",
+                f"http://127.0.0.1:{etcd_client}",
+                "--listen-peer-urls",
+                f"http://127.0.0.1:{etcd_peer}",
+                "--initial-advertise-peer-urls",
+                f"http://127.0.0.1:{etcd_peer}",
+                "--initial-cluster",
+                f"devstack=http://127.0.0.1:{etcd_peer}",
+                "--unsafe-no-fsync",
+                "--log-level",
+                "warn",
+            ],
+            log_dir,
+        ).start()
         plane.processes.append(etcd)
-        etcd.wait_ready(lambda: httpx.get(f"http://127.0.0.1:{etcd_client}/health", timeout=1).json()["health"]
-                        == "true", 30)
+        etcd.wait_ready(
+            lambda: httpx.get(f"http://127.0.0.1:{etcd_client}/health", timeout=1).json()["health"] == "true",
+            30,
+        )
 
-        apiserver = ManagedProcess("kube-apiserver", [
-            str(bin_dir / "kube-apiserver"),
-            f"--etcd-servers=http://127.0.0.1:{etcd_client}",
-            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={api_port}",
-            f"--tls-cert-file={pki.server_cert}", f"--tls-private-key-file={pki.server_key}",
-            f"--client-ca-file={pki.ca_cert}",
-            f"--service-account-key-file={pki.sa_pub}", f"--service-account-signing-key-file={pki.sa_key}",
-            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-            "--api-audiences=https://kubernetes.default.svc.cluster.local",
-            "--service-cluster-ip-range=10.0.0.0/24",
-            "--authorization-mode=RBAC", "--allow-privileged=true",
-            "--enable-priority-and-fairness=false", "--profiling=false",
-            "--endpoint-reconciler-type=none", "--v=1",
-        ], log_dir).start()
+        apiserver = ManagedProcess(
+            "kube-apiserver",
+            [
+                str(bin_dir / "kube-apiserver"),
+                f"--etcd-servers=http://127.0.0.1:{etcd_client}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={api_port}",
+                f"--tls-cert-file={pki.server_cert}",
+                f"--tls-private-key-file={pki.server_key}",
+                f"--client-ca-file={pki.ca_cert}",
+                f"--service-account-key-file={pki.sa_pub}",
+                f"--service-account-signing-key-file={pki.sa_key}",
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                "--api-audiences=https://kubernetes.default.svc.cluster.local",
+                "--service-cluster-ip-range=10.0.0.0/24",
+                "--authorization-mode=RBAC",
+                "--allow-privileged=true",
+                "--enable-priority-and-fairness=false",
+                "--profiling=false",
+                "--endpoint-reconciler-type=none",
+                "--v=1",
+            ],
+            log_dir,
+        ).start()
         plane.processes.append(apiserver)
         http = _client(pki)
         apiserver.wait_ready(lambda: http.get(f"{plane.server}/readyz").status_code == 200, timeout)
 
         write_kubeconfig(plane.kubeconfig, plane.server, pki)
-        manager = ManagedProcess("kube-controller-manager", [
-            str(bin_dir / "kube-controller-manager"),
-            f"--kubeconfig={plane.kubeconfig}", f"--authentication-kubeconfig={plane.kubeconfig}",
-            f"--authorization-kubeconfig={plane.kubeconfig}",
-            "--bind-address=127.0.0.1", f"--secure-port={free_port()}", "--leader-elect=false",
-            f"--controllers={CONTROLLERS}", f"--service-account-private-key-file={pki.sa_key}",
-            f"--root-ca-file={pki.ca_cert}", "--concurrent-gc-syncs=5", "--v=1",
-        ], log_dir).start()
+        manager = ManagedProcess(
+            "kube-controller-manager",
+            [
+                str(bin_dir / "kube-controller-manager"),
+                f"--kubeconfig={plane.kubeconfig}",
+                f"--authentication-kubeconfig={plane.kubeconfig}",
+                f"--authorization-kubeconfig={plane.kubeconfig}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={free_port()}",
+                "--leader-elect=false",
+                f"--controllers={CONTROLLERS}",
+                f"--service-account-private-key-file={pki.sa_key}",
+                f"--root-ca-file={pki.ca_cert}",
+                "--concurrent-gc-syncs=5",
+                "--v=1",
+            ],
+            log_dir,
+        ).start()
         plane.processes.append(manager)
         # Ready once the service-account controller has made the default account (pods need it).
         manager.wait_ready(
-            lambda: http.get(f"{plane.server}/api/v1/namespaces/default/serviceaccounts/default").status_code == 200,
-            timeout)
+            lambda: (
+                http.get(f"{plane.server}/api/v1/namespaces/default/serviceaccounts/default").status_code
+                == 200
+            ),
+            timeout,
+        )
     except BaseException:
         plane.stop()
         raise

@@ -32,8 +32,14 @@ def start_openbao(log_dir: Path, timeout: float = 30) -> OpenBao:
     addr = f"http://127.0.0.1:{port}"
     proc = ManagedProcess(
         "openbao",
-        [tools.bao(), "server", "-dev", f"-dev-root-token-id={token}", f"-dev-listen-address=127.0.0.1:{port}",
-         "-dev-no-store-token"],
+        [
+            tools.bao(),
+            "server",
+            "-dev",
+            f"-dev-root-token-id={token}",
+            f"-dev-listen-address=127.0.0.1:{port}",
+            "-dev-no-store-token",
+        ],
         log_dir,
         env={"BAO_ADDR": addr, "HOME": str(log_dir)},
     ).start()

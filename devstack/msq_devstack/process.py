@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -68,12 +69,14 @@ class ManagedProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if not self.alive:
-                raise StartupError(f"{self.name} exited early (code {self.proc and self.proc.returncode}):\n"
-                                   f"{tail(self.log_path)}")
+                raise StartupError(
+                    f"{self.name} exited early (code {self.proc and self.proc.returncode}):\n"
+                    f"{tail(self.log_path)}"
+                )
             try:
                 if probe():
                     return
-            except Exception:  # noqa: BLE001 - any failure of a probe means "not ready yet"
+            except Exception:
                 pass
             time.sleep(interval)
         self.stop()
@@ -89,13 +92,9 @@ class ManagedProcess:
         try:
             self.proc.wait(grace)
         except subprocess.TimeoutExpired:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             self.proc.wait(5)
         # Children that outlived their leader (e.g. a wrapper's exec'd server) still share the group.
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass

@@ -24,8 +24,19 @@ def start_redis(log_dir: Path, timeout: float = 20) -> Redis:
     port = free_port()
     proc = ManagedProcess(
         "redis",
-        [tools.redis_server(), "--bind", "127.0.0.1", "--port", str(port), "--save", "",
-         "--appendonly", "no", "--dir", str(log_dir)],
+        [
+            tools.redis_server(),
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(log_dir),
+        ],
         log_dir,
     ).start()
     url = f"redis://127.0.0.1:{port}/0"

@@ -44,8 +44,16 @@ class Stack:
 class StackRunner:
     """Context manager: starts the requested parts, stops every one of them on exit, even after a failure."""
 
-    def __init__(self, *, kube: bool = True, openbao: bool = True, redis: bool = True, chain: bool = True,
-                 work_dir: Path | None = None, keep_work_dir: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        kube: bool = True,
+        openbao: bool = True,
+        redis: bool = True,
+        chain: bool = True,
+        work_dir: Path | None = None,
+        keep_work_dir: bool = False,
+    ) -> None:
         self.want = {"kube": kube, "openbao": openbao, "redis": redis, "chain": chain}
         self._own_dir = work_dir is None
         self.work_dir = work_dir or Path(tempfile.mkdtemp(prefix="msq-devstack-"))

@@ -38,9 +38,11 @@ def kube_bin_dir() -> Path:
     env = os.environ.get("MSQ_KUBE_BIN_DIR")
     if env and (Path(env) / "kube-apiserver").exists():
         return Path(env)
-    out = subprocess.run(
-        [str(REPO_ROOT / "tools/kube/build.sh")], check=True, capture_output=True, text=True
-    ).stdout.strip().splitlines()[-1]
+    out = (
+        subprocess.run([str(REPO_ROOT / "tools/kube/build.sh")], check=True, capture_output=True, text=True)
+        .stdout.strip()
+        .splitlines()[-1]
+    )
     return Path(out)
 
 

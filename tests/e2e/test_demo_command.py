@@ -17,8 +17,12 @@ def _listening(port: int) -> bool:
 
 
 def test_demo_runs_and_stops_cleanly_on_ctrl_c() -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "msq_devstack.cli", "demo"], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "msq_devstack.cli", "demo"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     lines: list[str] = []
     deadline = time.monotonic() + 600
     assert proc.stdout is not None

@@ -1,9 +1,8 @@
 """anvil is real: a signed EIP-1559 transfer is mined and its receipt read."""
 
 from eth_account import Account
-from web3 import Web3
-
 from msq_devstack.chain import ANVIL_KEYS, Chain
+from web3 import Web3
 
 
 def test_signed_eip1559_transfer_is_mined(chain: Chain) -> None:
@@ -12,9 +11,14 @@ def test_signed_eip1559_transfer_is_mined(chain: Chain) -> None:
     receiver = Account.create().address
     base_fee = w3.eth.get_block("latest")["baseFeePerGas"]
     tx = {
-        "type": 2, "chainId": chain.chain_id, "nonce": w3.eth.get_transaction_count(sender.address),
-        "to": receiver, "value": 12345, "gas": 21000,
-        "maxPriorityFeePerGas": 1, "maxFeePerGas": base_fee * 2 + 1,
+        "type": 2,
+        "chainId": chain.chain_id,
+        "nonce": w3.eth.get_transaction_count(sender.address),
+        "to": receiver,
+        "value": 12345,
+        "gas": 21000,
+        "maxPriorityFeePerGas": 1,
+        "maxFeePerGas": base_fee * 2 + 1,
     }
     tx_hash = w3.eth.send_raw_transaction(sender.sign_transaction(tx).raw_transaction)
     receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=10)

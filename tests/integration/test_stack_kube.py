@@ -12,7 +12,6 @@ from typing import TypeVar
 import pytest
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
-
 from msq_devstack.kube import KubeControlPlane
 
 T = TypeVar("T")
@@ -53,14 +52,25 @@ WIDGET_CRD = {
         "group": "smoke.msq.io",
         "scope": "Namespaced",
         "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
-        "versions": [{
-            "name": "v1", "served": True, "storage": True,
-            "schema": {"openAPIV3Schema": {
-                "type": "object",
-                "properties": {"spec": {"type": "object", "required": ["size"],
-                                        "properties": {"size": {"type": "integer", "minimum": 1}}}},
-            }},
-        }],
+        "versions": [
+            {
+                "name": "v1",
+                "served": True,
+                "storage": True,
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "properties": {
+                            "spec": {
+                                "type": "object",
+                                "required": ["size"],
+                                "properties": {"size": {"type": "integer", "minimum": 1}},
+                            }
+                        },
+                    }
+                },
+            }
+        ],
     },
 }
 
@@ -68,16 +78,29 @@ WIDGET_CRD = {
 def test_crd_is_served_and_schema_enforced(api: client.ApiClient, namespace: str) -> None:
     ext = client.ApiextensionsV1Api(api)
     ext.create_custom_resource_definition(WIDGET_CRD)
-    eventually(lambda: any(c.type == "Established" and c.status == "True"
-                           for c in (ext.read_custom_resource_definition("widgets.smoke.msq.io").status.conditions
-                                     or [])))
+    eventually(
+        lambda: any(
+            c.type == "Established" and c.status == "True"
+            for c in (ext.read_custom_resource_definition("widgets.smoke.msq.io").status.conditions or [])
+        )
+    )
     objs = client.CustomObjectsApi(api)
-    body = {"apiVersion": "smoke.msq.io/v1", "kind": "Widget", "metadata": {"name": "ok"}, "spec": {"size": 3}}
+    body = {
+        "apiVersion": "smoke.msq.io/v1",
+        "kind": "Widget",
+        "metadata": {"name": "ok"},
+        "spec": {"size": 3},
+    }
     eventually(lambda: objs.create_namespaced_custom_object("smoke.msq.io", "v1", namespace, "widgets", body))
     listed = objs.list_namespaced_custom_object("smoke.msq.io", "v1", namespace, "widgets")
     assert [i["metadata"]["name"] for i in listed["items"]] == ["ok"]
 
-    bad = {"apiVersion": "smoke.msq.io/v1", "kind": "Widget", "metadata": {"name": "bad"}, "spec": {"size": "big"}}
+    bad = {
+        "apiVersion": "smoke.msq.io/v1",
+        "kind": "Widget",
+        "metadata": {"name": "bad"},
+        "spec": {"size": "big"},
+    }
     with pytest.raises(ApiException) as err:
         objs.create_namespaced_custom_object("smoke.msq.io", "v1", namespace, "widgets", bad)
     assert err.value.status == 422
@@ -87,20 +110,29 @@ def test_crd_is_served_and_schema_enforced(api: client.ApiClient, namespace: str
 
 def test_deployment_reconciled_and_garbage_collected(api: client.ApiClient, namespace: str) -> None:
     core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
-    owner = core.create_namespaced_config_map(namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="owner")))
-    ref = client.V1OwnerReference(api_version="v1", kind="ConfigMap", name="owner", uid=owner.metadata.uid,
-                                  block_owner_deletion=True)
+    owner = core.create_namespaced_config_map(
+        namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="owner"))
+    )
+    ref = client.V1OwnerReference(
+        api_version="v1", kind="ConfigMap", name="owner", uid=owner.metadata.uid, block_owner_deletion=True
+    )
     labels = {"app": "smoke"}
-    apps.create_namespaced_deployment(namespace, client.V1Deployment(
-        metadata=client.V1ObjectMeta(name="owned", owner_references=[ref]),
-        spec=client.V1DeploymentSpec(
-            replicas=1, selector=client.V1LabelSelector(match_labels=labels),
-            template=client.V1PodTemplateSpec(
-                metadata=client.V1ObjectMeta(labels=labels),
-                spec=client.V1PodSpec(containers=[client.V1Container(name="c", image="example.invalid/c:1")]),
+    apps.create_namespaced_deployment(
+        namespace,
+        client.V1Deployment(
+            metadata=client.V1ObjectMeta(name="owned", owner_references=[ref]),
+            spec=client.V1DeploymentSpec(
+                replicas=1,
+                selector=client.V1LabelSelector(match_labels=labels),
+                template=client.V1PodTemplateSpec(
+                    metadata=client.V1ObjectMeta(labels=labels),
+                    spec=client.V1PodSpec(
+                        containers=[client.V1Container(name="c", image="example.invalid/c:1")]
+                    ),
+                ),
             ),
         ),
-    ))
+    )
     # The deployment controller turns the Deployment into a ReplicaSet (and that into a Pod).
     eventually(lambda: apps.list_namespaced_replica_set(namespace).items)
     eventually(lambda: core.list_namespaced_pod(namespace).items)
@@ -119,9 +151,15 @@ def test_deployment_reconciled_and_garbage_collected(api: client.ApiClient, name
 
 
 def test_kubectl_talks_to_the_api_server(kube: KubeControlPlane) -> None:
-    out = subprocess.run(kube.kubectl_argv("get", "namespaces", "-o", "name"), capture_output=True, text=True,
-                         check=True, timeout=60).stdout
+    out = subprocess.run(
+        kube.kubectl_argv("get", "namespaces", "-o", "name"),
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
     assert "namespace/default" in out.split()
-    version = subprocess.run(kube.kubectl_argv("version", "-o", "json"), capture_output=True, text=True,
-                             check=True, timeout=60).stdout
+    version = subprocess.run(
+        kube.kubectl_argv("version", "-o", "json"), capture_output=True, text=True, check=True, timeout=60
+    ).stdout
     assert '"gitVersion": "v1.35.4"' in version

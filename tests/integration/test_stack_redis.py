@@ -1,7 +1,6 @@
 """Redis is real."""
 
 import redis
-
 from msq_devstack.redis import Redis
 
 
