@@ -1,0 +1,42 @@
+"""Kopf handlers: thin wrappers doing the I/O around the pure `render` functions. Importing this package
+registers them all."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from msq_operator import runtime
+from msq_operator.handlers import autoscaler, policy, pool, relayer
+from msq_operator.kube_io import Kube
+
+__all__ = ["autoscaler", "policy", "pool", "relayer"]
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    # Progress and the diff base live in annotations, so nothing but our own fields is written to status.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="relayer.msq.io")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix="relayer.msq.io", key="last-handled-configuration"
+    )
+    settings.persistence.finalizer = "relayer.msq.io/cleanup"
+    settings.posting.level = 20  # INFO and above become Kubernetes Events
+    settings.watching.server_timeout = 300
+    settings.execution.max_workers = 8
+    if not _runtime_ready():
+        runtime.init(runtime.Runtime(kube=Kube.from_environment()))
+
+
+def _runtime_ready() -> bool:
+    try:
+        runtime.get()
+    except RuntimeError:
+        return False
+    return True
+
+
+@kopf.on.login()
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    return kopf.login_via_client(**kwargs)

@@ -1,0 +1,216 @@
+"""Relayer: key in Vault, AppRole, Secret, OZ config, Deployment, Service; status from the running relayer."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+import hvac
+import hvac.exceptions
+import kopf
+
+from msq_operator import runtime, vault
+from msq_operator.metrics import RELAYER_BALANCE, RELAYER_PENDING, measured
+from msq_operator.render import relayer as render
+from msq_operator.render.conditions import get_condition, set_condition
+from msq_operator.render.meta import vault_name
+from msq_operator.resources import GROUP, VERSION
+from msq_operator.resources.relayer import PLURAL, RelayerSpec
+from msq_operator.signer_auth import vault_client
+
+OBSERVE_INTERVAL = 5.0
+
+
+def _spec(spec: Any) -> RelayerSpec:
+    try:
+        return RelayerSpec.model_validate(dict(spec))
+    except ValueError as e:
+        raise kopf.PermanentError(f"invalid spec: {e}") from None
+
+
+def _credentials(
+    vault_c: hvac.Client, spec: RelayerSpec, relayer: dict[str, Any], path: str
+) -> dict[str, str]:
+    """Keep what the relayer already has; mint a new secret_id only when there is none or the AppRole was
+    recreated (a new role_id), so restarts and repeated reconciles do not churn credentials."""
+    kube = runtime.get().kube
+    n = render.names_of(relayer)
+    try:
+        current = kube.read_secret(n.namespace, n.secret)
+    except LookupError:
+        current = {}
+    role = vault_name(n.namespace, n.relayer)
+    try:
+        live_role_id = vault_c.auth.approle.read_role_id(role, mount_point=spec.signer.approle_mount)["data"][
+            "role_id"
+        ]
+    except hvac.exceptions.InvalidPath:
+        live_role_id = None
+    values = {
+        render.SECRET_API_KEY: current.get(render.SECRET_API_KEY) or secrets.token_urlsafe(36),
+        render.SECRET_WEBHOOK_SIGNING_KEY: current.get(render.SECRET_WEBHOOK_SIGNING_KEY)
+        or secrets.token_urlsafe(36),
+    }
+    if (
+        live_role_id
+        and current.get(render.SECRET_ROLE_ID) == live_role_id
+        and current.get(render.SECRET_SECRET_ID)
+    ):
+        values[render.SECRET_ROLE_ID] = live_role_id
+        values[render.SECRET_SECRET_ID] = current[render.SECRET_SECRET_ID]
+        return values
+    creds = vault.ensure_approle(
+        vault_c,
+        role_name=role,
+        policy_name=role,
+        mount=spec.signer.kv_mount,
+        key_path=path,
+        approle_mount=spec.signer.approle_mount,
+    )
+    values[render.SECRET_ROLE_ID] = creds.role_id
+    values[render.SECRET_SECRET_ID] = creds.secret_id
+    return values
+
+
+@kopf.on.resume(GROUP, VERSION, PLURAL)
+@kopf.on.create(GROUP, VERSION, PLURAL)
+@kopf.on.update(GROUP, VERSION, PLURAL)
+def reconcile_relayer(
+    body: kopf.Body, spec: kopf.Spec, status: kopf.Status, patch: kopf.Patch, **_: Any
+) -> None:
+    with measured("Relayer"):
+        relayer = dict(body)
+        rspec = _spec(spec)
+        kube = runtime.get().kube
+        n = render.names_of(relayer)
+        generation = body["metadata"].get("generation")
+        conditions = list(status.get("conditions") or [])
+
+        vault_c = vault_client(kube, n.namespace, rspec.signer)
+        path = render.key_path(rspec, n.namespace, n.relayer)
+        existed = vault.read_relayer_address(vault_c, rspec.signer.kv_mount, path)
+        address = vault.ensure_relayer_key(vault_c, rspec.signer.kv_mount, path)
+        if existed is None:
+            kopf.info(
+                body,
+                reason="KeyProvisioned",
+                message=f"key generated in Vault at {rspec.signer.kv_mount}/{path}; address {address}",
+            )
+        conditions = set_condition(
+            conditions,
+            "KeyProvisioned",
+            True,
+            "InVault",
+            f"key at {rspec.signer.kv_mount}/{path}",
+            generation,
+        )
+
+        config_map = render.build_config_map(relayer, rspec)
+        kube.apply(render.build_secret(relayer, _credentials(vault_c, rspec, relayer, path)))
+        kube.apply(config_map)
+        kube.apply(render.build_deployment(relayer, rspec, config_map))
+        kube.apply(render.build_service(relayer))
+
+        was_draining = (get_condition(conditions, "Draining") or {}).get("status") == "True"
+        conditions = set_condition(
+            conditions,
+            "Draining",
+            rspec.draining,
+            "ScaleDown" if rspec.draining else "Active",
+            "removed from routing; deleted once nothing is pending"
+            if rspec.draining
+            else "receiving traffic",
+            generation,
+        )
+        if rspec.draining and not was_draining:
+            kopf.info(
+                body, reason="Draining", message="relayer is draining: no new transactions are routed to it"
+            )
+        patch.status["address"] = address
+        patch.status["keyPath"] = f"{rspec.signer.kv_mount}/{path}"
+        patch.status["endpoint"] = render.endpoint(relayer)
+        patch.status["conditions"] = conditions
+        patch.status["observedGeneration"] = generation
+
+
+def observed_status(relayer: dict[str, Any], rspec: RelayerSpec, status: dict[str, Any]) -> dict[str, Any]:
+    """The status fields that come from the running relayer; unchanged fields render identically."""
+    rt = runtime.get()
+    n = render.names_of(relayer)
+    generation = relayer["metadata"].get("generation")
+    endpoint = render.endpoint(relayer)
+    conditions = list(status.get("conditions") or [])
+    try:
+        api_key = rt.kube.read_secret(n.namespace, n.secret)[render.SECRET_API_KEY]
+    except (LookupError, KeyError):
+        api_key = ""
+    observed = rt.observer.relayer_status(endpoint, n.oz_id, api_key) if api_key else None
+    out: dict[str, Any] = {"endpoint": endpoint}
+    if observed is None:
+        conditions = set_condition(
+            conditions,
+            "Ready",
+            False,
+            "Unreachable",
+            f"relayer API at {endpoint} does not answer",
+            generation,
+        )
+    else:
+        out.update(balance=observed.balance, nonce=observed.nonce, pending=observed.pending)
+        ready = not observed.paused
+        conditions = set_condition(
+            conditions,
+            "Ready",
+            ready,
+            "Serving" if ready else "Paused",
+            "relayer API answers" if ready else "relayer is paused",
+            generation,
+        )
+        min_balance = int(rspec.policies.min_balance or 1)
+        funded = int(observed.balance) >= min_balance
+        conditions = set_condition(
+            conditions,
+            "Funded",
+            funded,
+            "BalanceOK" if funded else "LowBalance",
+            f"balance {observed.balance} wei, minimum {min_balance}",
+            generation,
+        )
+        RELAYER_BALANCE.labels(n.namespace, n.relayer, status.get("address", "")).set(int(observed.balance))
+        RELAYER_PENDING.labels(n.namespace, n.relayer).set(observed.pending)
+    try:
+        redis_url = rt.kube.read_secret(n.namespace, rspec.redis.url_secret_ref.name)[
+            rspec.redis.url_secret_ref.key
+        ]
+        depth = rt.observer.queue_depth(redis_url, render.redis_key_prefix(rspec, n.namespace, n.relayer))
+    except (LookupError, KeyError):
+        depth = None
+    if depth is not None:
+        out["queueDepth"] = depth
+    out["conditions"] = conditions
+    return out
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, interval=OBSERVE_INTERVAL, initial_delay=1.0)
+def observe_relayer(
+    body: kopf.Body, spec: kopf.Spec, status: kopf.Status, patch: kopf.Patch, **_: Any
+) -> None:
+    if not status.get("address"):
+        return  # not reconciled yet
+    relayer = dict(body)
+    new = observed_status(relayer, _spec(spec), dict(status))
+    changed = {k: v for k, v in new.items() if status.get(k) != v}
+    for k, v in changed.items():
+        patch.status[k] = v
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL)
+def delete_relayer(body: kopf.Body, spec: kopf.Spec, **_: Any) -> None:
+    """The AppRole and policy go; the key stays in Vault, since its address may still hold funds."""
+    rspec = _spec(spec)
+    n = render.names_of(dict(body))
+    vault_c = vault_client(runtime.get().kube, n.namespace, rspec.signer)
+    role = vault_name(n.namespace, n.relayer)
+    vault.revoke_approle(vault_c, role_name=role, policy_name=role, approle_mount=rspec.signer.approle_mount)
+    kept = render.key_path(rspec, n.namespace, n.relayer)
+    kopf.info(body, reason="AccessRevoked", message=f"AppRole {role} revoked; key kept in Vault at {kept}")

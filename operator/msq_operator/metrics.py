@@ -1,0 +1,48 @@
+"""Prometheus metrics the operator exports."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from prometheus_client import Counter, Gauge, Histogram
+
+RECONCILES = Counter("msq_operator_reconciles_total", "Reconciliations run", ["kind", "result"])
+RECONCILE_SECONDS = Histogram(
+    "msq_operator_reconcile_duration_seconds",
+    "Duration of one reconciliation",
+    ["kind"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+POOL_REPLICAS = Gauge(
+    "msq_operator_pool_replicas", "Relayers of a pool by state", ["namespace", "pool", "state"]
+)
+POOL_QUEUE_DEPTH = Gauge(
+    "msq_operator_pool_queue_depth", "Queued transaction requests of a pool", ["namespace", "pool"]
+)
+RELAYER_BALANCE = Gauge(
+    "msq_operator_relayer_balance_wei", "Relayer balance (wei)", ["namespace", "relayer", "address"]
+)
+RELAYER_PENDING = Gauge(
+    "msq_operator_relayer_pending_transactions", "Relayer pending transactions", ["namespace", "relayer"]
+)
+SCALE_EVENTS = Counter(
+    "msq_operator_scale_events_total",
+    "Replica changes written by the autoscaler",
+    ["namespace", "pool", "direction"],
+)
+
+
+@contextmanager
+def measured(kind: str) -> Iterator[None]:
+    start = time.perf_counter()
+    try:
+        yield
+    except Exception:
+        RECONCILES.labels(kind, "error").inc()
+        raise
+    else:
+        RECONCILES.labels(kind, "ok").inc()
+    finally:
+        RECONCILE_SECONDS.labels(kind).observe(time.perf_counter() - start)

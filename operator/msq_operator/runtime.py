@@ -1,0 +1,32 @@
+"""Process-wide clients the handlers share, created once at operator start-up."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from msq_operator.kube_io import Kube
+from msq_operator.observe import Observer
+
+
+@dataclass
+class Runtime:
+    kube: Kube
+    observer: Observer = field(default_factory=Observer)
+    # Internal autoscaler memory: (time, recommended replicas) per pool, for the scale-down window.
+    recommendations: dict[str, list[tuple[float, int]]] = field(default_factory=dict)
+    last_autoscale: dict[str, float] = field(default_factory=dict)
+
+
+_runtime: Runtime | None = None
+
+
+def get() -> Runtime:
+    if _runtime is None:
+        raise RuntimeError("operator runtime not initialised (startup handler has not run)")
+    return _runtime
+
+
+def init(runtime: Runtime) -> Runtime:
+    global _runtime
+    _runtime = runtime
+    return runtime
