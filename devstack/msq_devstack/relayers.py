@@ -14,6 +14,10 @@ from pathlib import Path
 
 import httpx
 from eth_account import Account
+
+from msq_devstack.chain import ANVIL_KEYS, Chain
+from msq_devstack.openbao import OpenBao
+from msq_devstack.process import ManagedProcess, free_port
 from msq_operator.oz_config import (
     ENV_VAULT_ROLE_ID,
     ENV_VAULT_SECRET_ID,
@@ -24,10 +28,6 @@ from msq_operator.oz_config import (
     build_oz_config,
 )
 from msq_operator.vault import ensure_approle, ensure_relayer_key
-
-from msq_devstack.chain import ANVIL_KEYS, Chain
-from msq_devstack.openbao import OpenBao
-from msq_devstack.process import ManagedProcess, free_port
 
 # The env var through which the dev relayer is told which address its Vault key must derive.
 ENV_EXPECTED_ADDRESS = "MSQ_EXPECTED_SIGNER_ADDRESS"
@@ -73,30 +73,45 @@ def _ready(url: str) -> bool:
     return httpx.get(f"{url}/api/v1/ready", timeout=2).status_code == 200
 
 
-def start_dev_relayer(config_dir: Path, env: dict[str, str], log_dir: Path, name: str,
-                      timeout: float = 60) -> DevRelayer:
+def start_dev_relayer(
+    config_dir: Path, env: dict[str, str], log_dir: Path, name: str, timeout: float = 60
+) -> DevRelayer:
     """Run `msq-devrelayer` with `CONFIG_DIR=config_dir` on free ports; return once /api/v1/ready is 200."""
     app_port, metrics_port = free_port(), free_port()
     config = json.loads((config_dir / "config.json").read_text())
-    full_env = {**env, "CONFIG_DIR": str(config_dir), "APP_PORT": str(app_port),
-                "METRICS_PORT": str(metrics_port), "HOST": "127.0.0.1", "ENABLE_METRICS": "true"}
+    full_env = {
+        **env,
+        "CONFIG_DIR": str(config_dir),
+        "APP_PORT": str(app_port),
+        "METRICS_PORT": str(metrics_port),
+        "HOST": "127.0.0.1",
+        "ENABLE_METRICS": "true",
+    }
     proc = ManagedProcess(name, [sys.executable, "-m", "msq_devrelayer.cli"], log_dir, env=full_env).start()
     url = f"http://127.0.0.1:{app_port}"
     proc.wait_ready(lambda: _ready(url), timeout)
-    return DevRelayer(name=name, url=url, metrics_url=f"http://127.0.0.1:{metrics_port}/metrics",
-                      api_key=env["API_KEY"], relayer_id=config["relayers"][0]["id"], process=proc)
+    return DevRelayer(
+        name=name,
+        url=url,
+        metrics_url=f"http://127.0.0.1:{metrics_port}/metrics",
+        api_key=env["API_KEY"],
+        relayer_id=config["relayers"][0]["id"],
+        process=proc,
+    )
 
 
 def _rpc(url: str, method: str, params: list[object]) -> object:
-    reply = httpx.post(url, json={"jsonrpc": "2.0", "id": 1, "method": method, "params": params},
-                       timeout=10).json()
+    reply = httpx.post(
+        url, json={"jsonrpc": "2.0", "id": 1, "method": method, "params": params}, timeout=10
+    ).json()
     if "error" in reply:
         raise RuntimeError(f"{method}: {reply['error']}")
     return reply["result"]
 
 
-def fund(chain: Chain, address: str, amount_wei: int, funder_key: str = ANVIL_KEYS[0],
-         timeout: float = 30) -> None:
+def fund(
+    chain: Chain, address: str, amount_wei: int, funder_key: str = ANVIL_KEYS[0], timeout: float = 30
+) -> None:
     """Top `address` up to at least `amount_wei` with a real transfer from a funded anvil account."""
     balance = int(str(_rpc(chain.rpc_url, "eth_getBalance", [address, "latest"])), 16)
     if balance >= amount_wei:
@@ -104,8 +119,16 @@ def fund(chain: Chain, address: str, amount_wei: int, funder_key: str = ANVIL_KE
     funder = Account.from_key(funder_key)
     nonce = int(str(_rpc(chain.rpc_url, "eth_getTransactionCount", [funder.address, "pending"])), 16)
     gas_price = int(str(_rpc(chain.rpc_url, "eth_gasPrice", [])), 16)
-    signed = funder.sign_transaction({"chainId": chain.chain_id, "nonce": nonce, "to": address, "gas": 21_000,
-                                      "value": amount_wei - balance, "gasPrice": 2 * gas_price})
+    signed = funder.sign_transaction(
+        {
+            "chainId": chain.chain_id,
+            "nonce": nonce,
+            "to": address,
+            "gas": 21_000,
+            "value": amount_wei - balance,
+            "gasPrice": 2 * gas_price,
+        }
+    )
     tx_hash = _rpc(chain.rpc_url, "eth_sendRawTransaction", ["0x" + signed.raw_transaction.hex()])
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -140,8 +163,13 @@ def provision_dev_relayer(
     client = openbao.client()
     key_path = f"relayers/{relayer_id}"
     address = ensure_relayer_key(client, openbao.kv_mount, key_path)
-    creds = ensure_approle(client, role_name=f"relayer-{relayer_id}", policy_name=f"relayer-{relayer_id}",
-                           mount=openbao.kv_mount, key_path=key_path)
+    creds = ensure_approle(
+        client,
+        role_name=f"relayer-{relayer_id}",
+        policy_name=f"relayer-{relayer_id}",
+        mount=openbao.kv_mount,
+        key_path=key_path,
+    )
     params = OzRelayerParams(
         relayer_id=relayer_id,
         network="anvil",
@@ -149,8 +177,12 @@ def provision_dev_relayer(
         rpc_urls=(chain.rpc_url,),
         eip1559=eip1559,
         required_confirmations=required_confirmations,
-        signer=VaultSignerParams(vault_address=openbao.addr, key_name=key_path, mount_point=openbao.kv_mount,
-                                 relayer_address=address),
+        signer=VaultSignerParams(
+            vault_address=openbao.addr,
+            key_name=key_path,
+            mount_point=openbao.kv_mount,
+            relayer_address=address,
+        ),
         webhook_url=webhook_url or DISCARD_WEBHOOK_URL,
         policies=policies or RelayerPolicies(),
         average_blocktime_ms=1000,
@@ -171,4 +203,3 @@ def provision_dev_relayer(
     if funding_wei > 0:
         fund(chain, address, funding_wei, funder_key)
     return config_dir, env
-

@@ -23,7 +23,17 @@ from msq_devstack.operator import OperatorProcess
 from msq_devstack.redis import Redis
 from msq_gateway.config import parse_config
 from tests.support import manifests
-from tests.support.kube import GROUP, VERSION, apply_crds, condition, eventually, get_cr, kubectl, list_cr, secret
+from tests.support.kube import (
+    GROUP,
+    VERSION,
+    apply_crds,
+    condition,
+    eventually,
+    get_cr,
+    kubectl,
+    list_cr,
+    secret,
+)
 
 FORWARDER = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
 

@@ -7,8 +7,8 @@ import time
 from typing import Any
 
 from eth_account import Account
-from msq_contracts.forward_request import ForwardRequest, ForwarderDomain, sign_request
 
+from msq_contracts.forward_request import ForwarderDomain, ForwardRequest, sign_request
 from msq_gateway.config import API_VERSION, KIND, parse_config
 from msq_gateway.runtime import Snapshot, build_snapshot
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from msq_gateway.config import canonical_signature, normalize_address
-
 from msq_operator.resources.policy import ContractPolicySpec, LabelSelector
 
 
