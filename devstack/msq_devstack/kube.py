@@ -3,15 +3,17 @@ Deployments, ReplicaSets, namespaces, service accounts). No scheduler or kubelet
 
 from __future__ import annotations
 
+import json
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import yaml
 
 from msq_devstack import tools
-from msq_devstack.pki import Pki, make_pki
+from msq_devstack.pki import ADMIN_USER, OPERATOR_USER, Pki, make_pki
 from msq_devstack.process import ManagedProcess, free_port
 
 CONTROLLERS = ",".join(
@@ -26,10 +28,23 @@ CONTROLLERS = ",".join(
 )
 
 
+# Write calls only, at Metadata level: enough to count who changed what (e.g. a steady operator's zero).
+AUDIT_POLICY = """apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived"]
+rules:
+  - level: Metadata
+    verbs: ["create", "update", "patch", "delete", "deletecollection"]
+  - level: None
+"""
+
+
 @dataclass
 class KubeControlPlane:
     server: str
     kubeconfig: Path
+    operator_kubeconfig: Path
+    audit_log: Path
     pki: Pki
     bin_dir: Path
     processes: list[ManagedProcess] = field(default_factory=list)
@@ -37,12 +52,23 @@ class KubeControlPlane:
     def kubectl_argv(self, *args: str) -> list[str]:
         return [str(self.bin_dir / "kubectl"), "--kubeconfig", str(self.kubeconfig), *args]
 
+    def audited_writes(self, user: str = OPERATOR_USER) -> list[dict[str, Any]]:
+        """Write requests `user` has made so far, from the API server's audit log."""
+        if not self.audit_log.exists():
+            return []
+        events = [json.loads(line) for line in self.audit_log.read_text().splitlines() if line.strip()]
+        return [
+            e
+            for e in events
+            if e.get("user", {}).get("username") == user and e.get("stage") == "ResponseComplete"
+        ]
+
     def stop(self) -> None:
         for p in reversed(self.processes):
             p.stop()
 
 
-def write_kubeconfig(path: Path, server: str, pki: Pki, user: str = "msq-admin") -> None:
+def write_kubeconfig(path: Path, server: str, pki: Pki, cert: Path, key: Path, user: str) -> None:
     cfg = {
         "apiVersion": "v1",
         "kind": "Config",
@@ -53,7 +79,7 @@ def write_kubeconfig(path: Path, server: str, pki: Pki, user: str = "msq-admin")
         "users": [
             {
                 "name": user,
-                "user": {"client-certificate": str(pki.admin_cert), "client-key": str(pki.admin_key)},
+                "user": {"client-certificate": str(cert), "client-key": str(key)},
             }
         ],
         "contexts": [
@@ -77,8 +103,15 @@ def start_control_plane(work_dir: Path, log_dir: Path, timeout: float = 90) -> K
     bin_dir = tools.kube_bin_dir()
     pki = make_pki(work_dir / "pki")
     etcd_client, etcd_peer, api_port = free_port(), free_port(), free_port()
+    audit_policy = work_dir / "audit-policy.yaml"
+    audit_policy.write_text(AUDIT_POLICY)
     plane = KubeControlPlane(
-        server=f"https://127.0.0.1:{api_port}", kubeconfig=work_dir / "kubeconfig", pki=pki, bin_dir=bin_dir
+        server=f"https://127.0.0.1:{api_port}",
+        kubeconfig=work_dir / "kubeconfig",
+        operator_kubeconfig=work_dir / "kubeconfig-operator",
+        audit_log=log_dir / "kube-audit.log",
+        pki=pki,
+        bin_dir=bin_dir,
     )
     try:
         etcd = ManagedProcess(
@@ -132,6 +165,10 @@ def start_control_plane(work_dir: Path, log_dir: Path, timeout: float = 90) -> K
                 "--enable-priority-and-fairness=false",
                 "--profiling=false",
                 "--endpoint-reconciler-type=none",
+                f"--audit-policy-file={audit_policy}",
+                f"--audit-log-path={plane.audit_log}",
+                "--audit-log-mode=batch",
+                "--audit-log-batch-max-wait=1s",
                 "--v=1",
             ],
             log_dir,
@@ -140,7 +177,10 @@ def start_control_plane(work_dir: Path, log_dir: Path, timeout: float = 90) -> K
         http = _client(pki)
         apiserver.wait_ready(lambda: http.get(f"{plane.server}/readyz").status_code == 200, timeout)
 
-        write_kubeconfig(plane.kubeconfig, plane.server, pki)
+        write_kubeconfig(plane.kubeconfig, plane.server, pki, pki.admin_cert, pki.admin_key, ADMIN_USER)
+        write_kubeconfig(
+            plane.operator_kubeconfig, plane.server, pki, pki.operator_cert, pki.operator_key, OPERATOR_USER
+        )
         manager = ManagedProcess(
             "kube-controller-manager",
             [

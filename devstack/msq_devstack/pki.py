@@ -13,6 +13,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
+ADMIN_USER = "msq-admin"
+OPERATOR_USER = "msq-operator"
+
 
 @dataclass(frozen=True)
 class Pki:
@@ -21,6 +24,8 @@ class Pki:
     server_key: Path
     admin_cert: Path
     admin_key: Path
+    operator_cert: Path
+    operator_key: Path
     sa_key: Path
     sa_pub: Path
 
@@ -102,19 +107,19 @@ def make_pki(directory: Path) -> Pki:
         sans=sans,
     )
 
-    admin_key = ec.generate_private_key(ec.SECP256R1())
-    admin = _cert(
-        x509.Name(
+    def client_identity(user: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+        key = ec.generate_private_key(ec.SECP256R1())
+        subject = x509.Name(
             [
-                x509.NameAttribute(NameOID.COMMON_NAME, "msq-admin"),
+                x509.NameAttribute(NameOID.COMMON_NAME, user),
                 x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:masters"),
             ]
-        ),
-        ca_name,
-        admin_key.public_key(),
-        ca_key,
-        client=True,
-    )
+        )
+        return _cert(subject, ca_name, key.public_key(), ca_key, client=True), key
+
+    admin, admin_key = client_identity(ADMIN_USER)
+    # The operator gets its own user so the audit log can tell its API calls from everyone else's.
+    operator, operator_key = client_identity(OPERATOR_USER)
 
     sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
@@ -124,6 +129,8 @@ def make_pki(directory: Path) -> Pki:
         server_key=directory / "apiserver.key",
         admin_cert=directory / "admin.crt",
         admin_key=directory / "admin.key",
+        operator_cert=directory / "operator.crt",
+        operator_key=directory / "operator.key",
         sa_key=directory / "sa.key",
         sa_pub=directory / "sa.pub",
     )
@@ -132,6 +139,8 @@ def make_pki(directory: Path) -> Pki:
     _write_key(pki.server_key, server_key)
     pki.admin_cert.write_bytes(admin.public_bytes(serialization.Encoding.PEM))
     _write_key(pki.admin_key, admin_key)
+    pki.operator_cert.write_bytes(operator.public_bytes(serialization.Encoding.PEM))
+    _write_key(pki.operator_key, operator_key)
     _write_key(pki.sa_key, sa_key)
     pki.sa_pub.write_bytes(
         sa_key.public_key().public_bytes(

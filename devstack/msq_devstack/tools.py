@@ -48,3 +48,12 @@ def kube_bin_dir() -> Path:
 
 def kubectl() -> str:
     return str(kube_bin_dir() / "kubectl")
+
+
+def helm() -> str:
+    """The pinned helm CLI (tools/helm/build.sh); built once, then cached like the control plane."""
+    env = os.environ.get("MSQ_HELM_BIN_DIR")
+    if env and (Path(env) / "helm").exists():
+        return str(Path(env) / "helm")
+    out = subprocess.run([str(REPO_ROOT / "tools/helm/build.sh")], check=True, capture_output=True, text=True)
+    return out.stdout.strip().splitlines()[-1]

@@ -57,7 +57,7 @@ def namespace(api: client.ApiClient, openbao: OpenBao, redis_server: Redis) -> s
 
 @pytest.fixture(scope="module")
 def operator(kube: KubeControlPlane, namespace: str, stack_logs: Path) -> Iterator[OperatorProcess]:
-    op = OperatorProcess(kube.kubeconfig, stack_logs, namespaces=[namespace], name=f"operator-{namespace}").start()
+    op = OperatorProcess(kube.operator_kubeconfig, stack_logs, namespaces=[namespace], name=f"operator-{namespace}").start()
     yield op
     op.stop()
 

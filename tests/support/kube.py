@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from msq_devstack import scenario
 from msq_devstack.kube import KubeControlPlane
 
 T = TypeVar("T")
@@ -34,21 +35,16 @@ def eventually(fn: Callable[[], T], timeout: float = 60, interval: float = 0.25,
 
 
 def kubectl(kube: KubeControlPlane, *args: str, input_text: str | None = None, check: bool = True) -> str:
-    result = subprocess.run(kube.kubectl_argv(*args), input=input_text, capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run(
+        kube.kubectl_argv(*args), input=input_text, capture_output=True, text=True, timeout=120
+    )
     if check and result.returncode != 0:
         raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr}")
     return result.stdout + result.stderr if not check else result.stdout
 
 
 def apply_crds(kube: KubeControlPlane, api: client.ApiClient) -> None:
-    kubectl(kube, "apply", "--server-side", "-f", str(REPO / "crds"))
-    ext = client.ApiextensionsV1Api(api)
-    for name in ("relayerpools", "relayers", "contractpolicies"):
-        eventually(lambda n=name: any(  # type: ignore[misc]
-            c.type == "Established" and c.status == "True"
-            for c in ext.read_custom_resource_definition(f"{n}.{GROUP}").status.conditions or []
-        ), what=f"CRD {name} established")
+    scenario.apply_crds(kube.kubectl_argv(), api)
 
 
 def custom(api: client.ApiClient) -> client.CustomObjectsApi:
@@ -60,8 +56,13 @@ def get_cr(api: client.ApiClient, namespace: str, plural: str, name: str) -> dic
 
 
 def list_cr(api: client.ApiClient, namespace: str, plural: str, selector: str = "") -> list[dict[str, Any]]:
-    return custom(api).list_namespaced_custom_object(GROUP, VERSION, namespace, plural,  # type: ignore[no-any-return]
-                                                     label_selector=selector)["items"]
+    return custom(api).list_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        namespace,
+        plural,  # type: ignore[no-any-return]
+        label_selector=selector,
+    )["items"]
 
 
 def condition(obj: dict[str, Any], type_: str) -> dict[str, Any] | None:
@@ -69,5 +70,6 @@ def condition(obj: dict[str, Any], type_: str) -> dict[str, Any] | None:
 
 
 def secret(api: client.ApiClient, namespace: str, name: str, data: dict[str, str]) -> None:
-    client.CoreV1Api(api).create_namespaced_secret(namespace, client.V1Secret(
-        metadata=client.V1ObjectMeta(name=name), string_data=data))
+    client.CoreV1Api(api).create_namespaced_secret(
+        namespace, client.V1Secret(metadata=client.V1ObjectMeta(name=name), string_data=data)
+    )

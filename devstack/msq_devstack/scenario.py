@@ -1,0 +1,223 @@
+"""A namespace with everything a RelayerPool needs, on the local stack: Secrets, CRDs, contracts on anvil,
+the operator process and the local pod runner. The demo and the end-to-end tests build on it."""
+
+from __future__ import annotations
+
+import secrets
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client, config
+from web3 import Web3
+
+from msq_contracts.deploy import deploy_forwarder, deploy_sample_nft, deploy_sample_token
+from msq_contracts.forward_request import ForwarderDomain
+from msq_devstack.chain import ANVIL_KEYS
+from msq_devstack.operator import OperatorProcess
+from msq_devstack.pods import LocalPods
+from msq_devstack.relayers import fund
+from msq_devstack.stack import Stack
+from msq_devstack.tools import REPO_ROOT
+from msq_devstack.traffic import GatewayClient
+
+GROUP, VERSION = "relayer.msq.io", "v1alpha1"
+VAULT_AUTH_SECRET = "vault-operator-token"
+REDIS_SECRET = "relayer-redis"
+API_KEYS_SECRET = "gateway-api-keys"
+CLIENT_NAME = "payments-service"
+FORWARDER_NAME = "MSQForwarder"
+DEPLOYER_KEY = ANVIL_KEYS[0]
+FUNDER_KEY = ANVIL_KEYS[1]
+
+
+def apply_crds(kubectl_argv: list[str], api: client.ApiClient, timeout: float = 60) -> None:
+    subprocess.run(
+        [*kubectl_argv, "apply", "--server-side", "-f", str(REPO_ROOT / "crds")],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    ext = client.ApiextensionsV1Api(api)
+    deadline = time.monotonic() + timeout
+    for plural in ("relayerpools", "relayers", "contractpolicies"):
+        while True:
+            conds = ext.read_custom_resource_definition(f"{plural}.{GROUP}").status.conditions or []
+            if any(c.type == "Established" and c.status == "True" for c in conds):
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"CRD {plural}.{GROUP} not established")
+            time.sleep(0.2)
+
+
+@dataclass
+class Contracts:
+    forwarder: str
+    token: str
+    nft: str
+
+
+@dataclass
+class PoolScenario:
+    stack: Stack
+    namespace: str
+    api: client.ApiClient
+    w3: Web3
+    contracts: Contracts
+    api_key: str
+    operator: OperatorProcess
+    pods: LocalPods
+    work_dir: Path
+    _started: list[Any] = field(default_factory=list)
+
+    @classmethod
+    def start(cls, stack: Stack, namespace: str, work_dir: Path) -> PoolScenario:
+        assert stack.kube and stack.openbao and stack.redis and stack.chain
+        api = config.new_client_from_config(config_file=str(stack.kube.kubeconfig))
+        core = client.CoreV1Api(api)
+        apply_crds(stack.kube.kubectl_argv(), api)
+        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
+        api_key = secrets.token_urlsafe(32)
+        for name, data in (
+            (VAULT_AUTH_SECRET, {"token": stack.openbao.root_token}),
+            (REDIS_SECRET, {"url": stack.redis.url}),
+            (API_KEYS_SECRET, {CLIENT_NAME: api_key}),
+        ):
+            core.create_namespaced_secret(
+                namespace, client.V1Secret(metadata=client.V1ObjectMeta(name=name), string_data=data)
+            )
+        w3 = Web3(Web3.HTTPProvider(stack.chain.rpc_url))
+        forwarder = deploy_forwarder(w3, DEPLOYER_KEY, FORWARDER_NAME)
+        contracts = Contracts(
+            forwarder=forwarder,
+            token=deploy_sample_token(w3, DEPLOYER_KEY, forwarder),
+            nft=deploy_sample_nft(w3, DEPLOYER_KEY, forwarder),
+        )
+        operator = OperatorProcess(
+            stack.kube.operator_kubeconfig,
+            stack.log_dir,
+            namespaces=[namespace],
+            name=f"operator-{namespace}",
+        ).start()
+        pods = LocalPods(api, namespace, stack.log_dir, work_dir / "pods").start()
+        return cls(stack, namespace, api, w3, contracts, api_key, operator, pods, work_dir)
+
+    def stop(self) -> None:
+        self.pods.stop()
+        self.operator.stop()
+
+    # -- manifests ------------------------------------------------------------------------------------------
+
+    def pool_manifest(
+        self, name: str, replicas: int, autoscaling: dict[str, Any] | None = None, routing: str = "RoundRobin"
+    ) -> dict[str, Any]:
+        assert self.stack.openbao and self.stack.chain
+        spec: dict[str, Any] = {
+            "network": {
+                "name": "anvil",
+                "chainId": self.stack.chain.chain_id,
+                "rpcUrls": [self.stack.chain.rpc_url],
+                "requiredConfirmations": 1,
+            },
+            "replicas": replicas,
+            "signer": {
+                "vaultAddress": self.stack.openbao.addr,
+                "auth": {"method": "Token", "secretRef": {"name": VAULT_AUTH_SECRET}},
+            },
+            "redis": {"urlSecretRef": {"name": REDIS_SECRET}},
+            "gateway": {
+                "routing": routing,
+                "apiKeysSecretRef": {"name": API_KEYS_SECRET},
+                "forwarder": {"address": self.contracts.forwarder, "name": FORWARDER_NAME},
+            },
+        }
+        if autoscaling:
+            spec["autoscaling"] = autoscaling
+        return {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "RelayerPool",
+            "metadata": {"name": name, "labels": {"app": name}},
+            "spec": spec,
+        }
+
+    def policy_manifest(self, name: str, pool_labels: dict[str, str]) -> dict[str, Any]:
+        return {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "ContractPolicy",
+            "metadata": {"name": name},
+            "spec": {
+                "poolSelector": {"matchLabels": pool_labels},
+                "contracts": [
+                    {
+                        "address": self.contracts.token,
+                        "name": "sample-token",
+                        "methods": ["transfer(address,uint256)"],
+                        "direct": False,
+                        "gasless": True,
+                    },
+                    {"address": self.contracts.nft, "name": "sample-nft", "methods": ["mint(address)"]},
+                ],
+            },
+        }
+
+    def create(self, plural: str, body: dict[str, Any]) -> None:
+        client.CustomObjectsApi(self.api).create_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, plural, body
+        )
+
+    # -- reading -------------------------------------------------------------------------------------------
+
+    def get(self, plural: str, name: str) -> dict[str, Any]:
+        return client.CustomObjectsApi(self.api).get_namespaced_custom_object(  # type: ignore[no-any-return]
+            GROUP, VERSION, self.namespace, plural, name
+        )
+
+    def relayers(self, pool: str) -> list[dict[str, Any]]:
+        return client.CustomObjectsApi(self.api).list_namespaced_custom_object(  # type: ignore[no-any-return]
+            GROUP, VERSION, self.namespace, "relayers", label_selector=f"relayer.msq.io/pool={pool}"
+        )["items"]
+
+    def fund_relayers(self, pool: str, amount_wei: int = 10**20) -> list[str]:
+        assert self.stack.chain
+        addresses = [
+            r["status"]["address"] for r in self.relayers(pool) if (r.get("status") or {}).get("address")
+        ]
+        for address in addresses:
+            fund(self.stack.chain, address, amount_wei, FUNDER_KEY)
+        return addresses
+
+    def wait(self, what: str, fn: Any, timeout: float = 120, interval: float = 0.25) -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            result = fn()
+            if result:
+                return result
+            time.sleep(interval)
+        raise TimeoutError(f"{what}: not reached in {timeout}s (pod runner errors: {self.pods.errors[-3:]})")
+
+    def pool_ready(self, pool: str) -> bool:
+        obj = self.get("relayerpools", pool)
+        conds = (obj.get("status") or {}).get("conditions") or []
+        return any(c["type"] == "Ready" and c["status"] == "True" for c in conds)
+
+    def gateway(self, pool: str) -> GatewayClient:
+        url = self.wait(
+            "gateway endpoint",
+            lambda: (
+                (self.get("relayerpools", pool).get("status") or {})
+                .get("gatewayEndpoint", "")
+                .startswith("http://127.0.0.1")
+                and self.get("relayerpools", pool)["status"]["gatewayEndpoint"]
+            ),
+        )
+        return GatewayClient.open(url, self.api_key)
+
+    def domain(self) -> ForwarderDomain:
+        assert self.stack.chain
+        return ForwarderDomain(
+            name=FORWARDER_NAME,
+            chain_id=self.stack.chain.chain_id,
+            verifying_contract=self.contracts.forwarder,
+        )

@@ -1,0 +1,209 @@
+"""The whole story on real parts: the operator on a real API server renders a pool; each relayer Deployment
+runs as a local relayer process with exactly the rendered env and config.json, fetching its key from OpenBao;
+the gateway runs with its rendered config. Direct and gasless transactions confirm on anvil; queue depth
+scales the pool up and, once it drops, down through a drain that loses nothing."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from eth_account import Account
+
+from msq_contracts.artifacts import load_artifact
+from msq_devstack.chain import ANVIL_KEYS, Chain
+from msq_devstack.kube import KubeControlPlane
+from msq_devstack.openbao import OpenBao
+from msq_devstack.redis import Redis
+from msq_devstack.relayers import fund
+from msq_devstack.scenario import DEPLOYER_KEY, PoolScenario
+from msq_devstack.stack import Stack
+
+POOL = "payments"
+TARGET_PER_RELAYER = 5
+
+
+@pytest.fixture(scope="module")
+def scenario(
+    kube: KubeControlPlane,
+    openbao: OpenBao,
+    redis_server: Redis,
+    chain: Chain,
+    stack_logs: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[PoolScenario]:
+    stack = Stack(work_dir=stack_logs.parent, kube=kube, openbao=openbao, redis=redis_server, chain=chain)
+    s = PoolScenario.start(stack, f"e2e-{uuid.uuid4().hex[:6]}", tmp_path_factory.mktemp("e2e"))
+    yield s
+    s.stop()
+
+
+def _token(s: PoolScenario):  # type: ignore[no-untyped-def]
+    return s.w3.eth.contract(address=s.contracts.token, abi=load_artifact("SampleToken")["abi"])
+
+
+def _nft(s: PoolScenario):  # type: ignore[no-untyped-def]
+    return s.w3.eth.contract(address=s.contracts.nft, abi=load_artifact("SampleNFT")["abi"])
+
+
+def _calldata(contract, fn: str, *args: object) -> bytes:  # type: ignore[no-untyped-def]
+    return bytes.fromhex(contract.encode_abi(fn, list(args))[2:])
+
+
+def _routable(s: PoolScenario, gw) -> int:  # type: ignore[no-untyped-def]
+    """How many relayers the gateway would route to, from its own metrics."""
+    text = gw.http.get("/metrics").text
+    return sum(
+        1
+        for line in text.splitlines()
+        if line.startswith("msq_gateway_relayer_routable{") and line.rstrip().endswith(" 1.0")
+    )
+
+
+def test_pool_ready_then_direct_and_gasless_confirm(scenario: PoolScenario) -> None:
+    s = scenario
+    s.create("contractpolicies", s.policy_manifest("payments-contracts", {"app": POOL}))
+    started = time.monotonic()
+    s.create(
+        "relayerpools",
+        s.pool_manifest(
+            POOL,
+            replicas=2,
+            autoscaling={
+                "mode": "Internal",
+                "minReplicas": 2,
+                "maxReplicas": 3,
+                "targetQueueDepthPerRelayer": TARGET_PER_RELAYER,
+                "scaleDownStabilizationSeconds": 10,
+                "pollIntervalSeconds": 1,
+            },
+        ),
+    )
+    s.wait(
+        "relayer addresses",
+        lambda: len([r for r in s.relayers(POOL) if r.get("status", {}).get("address")]) == 2,
+    )
+    s.fund_relayers(POOL)
+    s.wait("pool Ready", lambda: s.pool_ready(POOL), timeout=180)
+    print(f"pool of 2 Ready {time.monotonic() - started:.1f}s after creation")
+
+    gw = s.gateway(POOL)
+    user = Account.from_key(ANVIL_KEYS[3])
+    # Direct: the relayer itself calls the NFT's open mint.
+    minted_to = Account.create().address
+    r = gw.direct(s.contracts.nft, _calldata(_nft(s), "mint", minted_to))
+    assert r.status_code in (200, 202), r.text
+    assert gw.wait(r.json()["id"])["status"] == "confirmed"
+    assert _nft(s).functions.balanceOf(minted_to).call() == 1
+
+    # Gasless: the user's tokens move, the user pays no gas.
+    tx = (
+        _token(s)
+        .functions.mint(user.address, 1000)
+        .build_transaction(
+            {
+                "from": Account.from_key(DEPLOYER_KEY).address,
+                "nonce": s.w3.eth.get_transaction_count(Account.from_key(DEPLOYER_KEY).address),
+            }
+        )
+    )
+    s.w3.eth.wait_for_transaction_receipt(
+        s.w3.eth.send_raw_transaction(Account.from_key(DEPLOYER_KEY).sign_transaction(tx).raw_transaction)
+    )
+    eth_before = s.w3.eth.get_balance(user.address)
+    recipient = Account.create().address
+    data = _calldata(_token(s), "transfer", recipient, 7)
+    r = gw.gasless(s.w3, s.domain(), ANVIL_KEYS[3], s.contracts.token, data)
+    assert r.status_code in (200, 202), r.text
+    assert gw.wait(r.json()["id"])["status"] == "confirmed"
+    assert _token(s).functions.balanceOf(recipient).call() == 7
+    assert _token(s).functions.balanceOf(user.address).call() == 993
+    assert s.w3.eth.get_balance(user.address) == eth_before
+
+
+def test_queue_spike_scales_up_and_drop_scales_down_without_loss(scenario: PoolScenario) -> None:
+    s = scenario
+    assert s.stack.redis is not None and s.stack.chain is not None
+    gw = s.gateway(POOL)
+    before = {r["metadata"]["name"] for r in s.relayers(POOL)}
+    assert len(before) == 2
+    # Saturate the running relayers: freeze them (their workers stop taking jobs) and fill their queues.
+    # This stands in for load this two-core machine cannot produce on demand; the placeholders carry no
+    # transaction record, so the relayers drop them when they resume.
+    r = redis.Redis.from_url(s.stack.redis.url)
+    for name in before:
+        s.pods.freeze(name)
+        r.rpush(
+            f"msq:{s.namespace}:{name}:queue:transaction_request_queue:active",
+            *[f"placeholder-{i}" for i in range(3 * TARGET_PER_RELAYER)],
+        )
+    spike = time.monotonic()
+    s.wait("scale to 3", lambda: s.get("relayerpools", POOL)["spec"]["replicas"] == 3, timeout=60)
+    new = s.wait(
+        "new relayer",
+        lambda: [
+            x
+            for x in s.relayers(POOL)
+            if x["metadata"]["name"] not in before and x.get("status", {}).get("address")
+        ],
+    )[0]
+    new_name = new["metadata"]["name"]
+    fund(s.stack.chain, new["status"]["address"], 10**20, ANVIL_KEYS[1])
+    s.wait(
+        "new relayer ready",
+        lambda: any(
+            c["type"] == "Ready" and c["status"] == "True"
+            for c in s.get("relayers", new_name)["status"].get("conditions", [])
+        ),
+    )
+    print(f"scale-up reaction: queue spike -> new relayer ready {time.monotonic() - spike:.1f}s")
+    for name in before:
+        s.pods.thaw(name)
+    # The gateway's health view catches up with the thawed relayers and its reloaded config within seconds.
+    s.wait(
+        "gateway routes to 3 relayers",
+        lambda: gw.http.get("/readyz").status_code == 200 and _routable(s, gw) == 3,
+        timeout=60,
+    )
+
+    # New traffic reaches the new relayer (round robin over 3 active relayers).
+    sent: list[str] = []
+    used: set[str] = set()
+    for _ in range(9):
+        to = Account.create().address
+        resp = gw.direct(s.contracts.nft, _calldata(_nft(s), "mint", to))
+        assert resp.status_code in (200, 202), resp.text
+        sent.append(resp.json()["id"])
+        used.add(resp.json()["relayerId"])
+    assert new_name in used, used
+
+    # Load has dropped: after the stabilization window the pool returns to 2, draining one relayer.
+    s.wait("scale back to 2", lambda: s.get("relayerpools", POOL)["spec"]["replicas"] == 2, timeout=90)
+    draining = s.wait(
+        "a draining relayer",
+        lambda: [x["metadata"]["name"] for x in s.relayers(POOL) if x["spec"].get("draining")],
+    )
+    # Keep sending while it drains: nothing goes to the draining relayer, nothing is lost.
+    for _ in range(6):
+        to = Account.create().address
+        resp = gw.direct(s.contracts.nft, _calldata(_nft(s), "mint", to))
+        assert resp.status_code in (200, 202), resp.text
+        sent.append(resp.json()["id"])
+    s.wait(
+        "drained relayer removed",
+        lambda: all(x["metadata"]["name"] not in draining for x in s.relayers(POOL)),
+        timeout=90,
+    )
+    statuses = [gw.wait(i)["status"] for i in sent]
+    assert statuses == ["confirmed"] * len(sent)
+    assert len(s.relayers(POOL)) == 2
+    # The removed relayer's key stays in Vault (it may still hold funds).
+    assert s.stack.openbao is not None
+    kept = s.stack.openbao.client().secrets.kv.v2.read_secret_version(
+        path=f"msq-relayer/{s.namespace}/{draining[0]}", mount_point="secret", raise_on_deleted_version=True
+    )
+    assert kept["data"]["data"]["value"]

@@ -1,0 +1,116 @@
+"""Helpers for tests against the real control plane (the session fixture `kube`).
+
+from kubehelpers import apply_crds, eventually, kubectl, namespace_fixture
+
+namespace = namespace_fixture("pools")        # a fresh namespace per test, deleted afterwards
+
+def test_x(kube: KubeControlPlane, namespace: str) -> None:
+    apply_crds(kube)
+    ...
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+import yaml
+from kubernetes import client, config
+from kubernetes.client.rest import ApiException
+
+from msq_devstack.kube import KubeControlPlane
+
+T = TypeVar("T")
+
+REPO = Path(__file__).resolve().parents[1]
+CRD_DIR = REPO / "crds"
+GROUP = "relayer.msq.io"
+VERSION = "v1alpha1"
+
+
+def eventually(fn: Callable[[], T], timeout: float = 60, interval: float = 0.25) -> T:
+    """Call `fn` until it returns something truthy (API errors and failed asserts count as "not yet")."""
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            result = fn()
+            if result:
+                return result
+        except (ApiException, AssertionError, subprocess.CalledProcessError) as e:
+            last = e
+        time.sleep(interval)
+    raise AssertionError(f"condition not met in {timeout}s (last error: {last})")
+
+
+def api_client(kube: KubeControlPlane) -> client.ApiClient:
+    return config.new_client_from_config(config_file=str(kube.kubeconfig))
+
+
+class KubectlError(subprocess.CalledProcessError):
+    def __str__(self) -> str:
+        return f"{super().__str__()}\nstdout: {self.stdout}\nstderr: {self.stderr}"
+
+
+def kubectl(
+    kube: KubeControlPlane, *args: str, input: str | None = None, check: bool = True, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Run kubectl against the control plane; with check=False the caller inspects returncode/stderr."""
+    argv = kube.kubectl_argv(*args)
+    result = subprocess.run(argv, input=input, capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise KubectlError(result.returncode, argv, result.stdout, result.stderr)
+    return result
+
+
+def namespace_fixture(prefix: str) -> Callable[..., Iterator[str]]:
+    """A function-scoped fixture yielding a fresh namespace `<prefix>-<random>`, deleted after the test.
+
+    Bind it to the fixture name in the test module: `namespace = namespace_fixture("crds")`.
+    """
+
+    @pytest.fixture
+    def _namespace(kube: KubeControlPlane) -> Iterator[str]:
+        api = api_client(kube)
+        core = client.CoreV1Api(api)
+        name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+        try:
+            yield name
+        finally:
+            try:
+                core.delete_namespace(name)
+            except ApiException as e:
+                if e.status != 404:
+                    raise
+            api.close()
+
+    return _namespace
+
+
+def crd_names() -> list[str]:
+    return sorted(yaml.safe_load(p.read_text())["metadata"]["name"] for p in CRD_DIR.glob("*.yaml"))
+
+
+def apply_crds(kube: KubeControlPlane, timeout: float = 60) -> None:
+    """Install (or update) every CRD of crds/ and wait until each is Established and discoverable.
+
+    Idempotent: server-side apply, so repeated calls from several test modules are cheap no-ops.
+    """
+    kubectl(kube, "apply", "--server-side", "--field-manager=msq-tests", "-f", str(CRD_DIR))
+    names = crd_names()
+    wait = ["wait", "--for=condition=Established", f"--timeout={int(timeout)}s", *(f"crd/{n}" for n in names)]
+    kubectl(kube, *wait, timeout=timeout + 10)
+    plurals = {n.split(".", 1)[0] for n in names}
+
+    # kubectl resolves names (kubectl get rp, kubectl explain) through discovery, which lags a moment.
+    def discoverable() -> bool:
+        out = kubectl(kube, "api-resources", f"--api-group={GROUP}", "-o", "name").stdout
+        return plurals <= {line.split(".", 1)[0] for line in out.split()}
+
+    eventually(discoverable, timeout=timeout)
