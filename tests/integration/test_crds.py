@@ -11,11 +11,20 @@ from typing import Any
 
 import pytest
 import yaml
-from kubehelpers import GROUP, REPO, VERSION, api_client, apply_crds, crd_names, kubectl, namespace_fixture
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from msq_devstack.kube import KubeControlPlane
+from tests.support.kube import (
+    GROUP,
+    REPO,
+    VERSION,
+    api_client,
+    apply_crds,
+    crd_names,
+    kubectl,
+    namespace_fixture,
+)
 
 Obj = dict[str, Any]
 

@@ -41,7 +41,7 @@ FORWARDER = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
 @pytest.fixture(scope="module")
 def api(kube: KubeControlPlane) -> client.ApiClient:
     a = config.new_client_from_config(config_file=str(kube.kubeconfig))
-    apply_crds(kube, a)
+    apply_crds(kube)
     return a
 
 
@@ -57,7 +57,9 @@ def namespace(api: client.ApiClient, openbao: OpenBao, redis_server: Redis) -> s
 
 @pytest.fixture(scope="module")
 def operator(kube: KubeControlPlane, namespace: str, stack_logs: Path) -> Iterator[OperatorProcess]:
-    op = OperatorProcess(kube.operator_kubeconfig, stack_logs, namespaces=[namespace], name=f"operator-{namespace}").start()
+    op = OperatorProcess(
+        kube.operator_kubeconfig, stack_logs, namespaces=[namespace], name=f"operator-{namespace}"
+    ).start()
     yield op
     op.stop()
 
@@ -68,22 +70,40 @@ def _create_pool(api: client.ApiClient, ns: str, body: dict) -> None:
 
 def _kv_key(openbao: OpenBao, path: str) -> str:
     return openbao.client().secrets.kv.v2.read_secret_version(
-        path=path, mount_point="secret", raise_on_deleted_version=True)["data"]["data"]["value"]
+        path=path, mount_point="secret", raise_on_deleted_version=True
+    )["data"]["data"]["value"]
 
 
-def test_pool_renders_relayers_keys_and_gateway(api: client.ApiClient, namespace: str, operator: OperatorProcess,
-                                                 openbao: OpenBao, chain) -> None:  # type: ignore[no-untyped-def]
-    _create_pool(api, namespace, manifests.pool("payments", replicas=2, vault_addr=openbao.addr,
-                                                 rpc_url=chain.rpc_url, chain_id=chain.chain_id, forwarder=FORWARDER))
-    relayers = eventually(lambda: len(list_cr(api, namespace, "relayers")) == 2
-                          and list_cr(api, namespace, "relayers"), what="two relayers")
+def test_pool_renders_relayers_keys_and_gateway(
+    api: client.ApiClient, namespace: str, operator: OperatorProcess, openbao: OpenBao, chain
+) -> None:  # type: ignore[no-untyped-def]
+    _create_pool(
+        api,
+        namespace,
+        manifests.pool(
+            "payments",
+            replicas=2,
+            vault_addr=openbao.addr,
+            rpc_url=chain.rpc_url,
+            chain_id=chain.chain_id,
+            forwarder=FORWARDER,
+        ),
+    )
+    relayers = eventually(
+        lambda: len(list_cr(api, namespace, "relayers")) == 2 and list_cr(api, namespace, "relayers"),
+        what="two relayers",
+    )
     pool = get_cr(api, namespace, "relayerpools", "payments")
     apps, core = client.AppsV1Api(api), client.CoreV1Api(api)
     for r in relayers:
         name = r["metadata"]["name"]
         assert r["metadata"]["ownerReferences"][0]["uid"] == pool["metadata"]["uid"]
-        r = eventually(lambda n=name: (o := get_cr(api, namespace, "relayers", n)).get("status", {}).get("address")
-                       and o, what=f"{name} address")
+        r = eventually(
+            lambda n=name: (
+                (o := get_cr(api, namespace, "relayers", n)).get("status", {}).get("address") and o
+            ),
+            what=f"{name} address",
+        )
         # The address in status is the one of the key in Vault, and the key is nowhere else.
         key = _kv_key(openbao, f"msq-relayer/{namespace}/{name}")
         assert Account.from_key(key).address == r["status"]["address"]
@@ -110,22 +130,29 @@ def test_pool_renders_relayers_keys_and_gateway(api: client.ApiClient, namespace
         cm = core.read_namespaced_config_map("payments-gateway-config", namespace)
         return cm, parse_config(yaml.safe_load(cm.data["gateway.yaml"]))
 
-    cfg_map, gateway_cfg = eventually(lambda: (g := gateway_config())[1].relayers and g, what="gateway relayers")
+    cfg_map, gateway_cfg = eventually(
+        lambda: (g := gateway_config())[1].relayers and g, what="gateway relayers"
+    )
     assert sorted(r.id for r in gateway_cfg.relayers) == ["payments-0", "payments-1"]
     assert gateway_cfg.api_keys[0].name == "payments-service"
     assert "k" * 40 not in cfg_map.data["gateway.yaml"]  # only the hash
     assert apps.read_namespaced_deployment("payments-gateway", namespace).metadata.owner_references
 
-    pool = eventually(lambda: (p := get_cr(api, namespace, "relayerpools", "payments")).get("status", {})
-                      .get("selector") and p, what="pool status")
+    pool = eventually(
+        lambda: (
+            (p := get_cr(api, namespace, "relayerpools", "payments")).get("status", {}).get("selector") and p
+        ),
+        what="pool status",
+    )
     assert pool["status"]["selector"] == "relayer.msq.io/pool=payments"
     assert pool["status"]["replicas"] == 2
     ready = condition(pool, "Ready")
     assert ready and ready["status"] == "False" and "0/2" in ready["message"]
 
 
-def test_relayer_approle_reads_only_its_own_key(api: client.ApiClient, namespace: str, operator: OperatorProcess,
-                                                 openbao: OpenBao) -> None:
+def test_relayer_approle_reads_only_its_own_key(
+    api: client.ApiClient, namespace: str, operator: OperatorProcess, openbao: OpenBao
+) -> None:
     core = client.CoreV1Api(api)
     import base64
 
@@ -136,33 +163,56 @@ def test_relayer_approle_reads_only_its_own_key(api: client.ApiClient, namespace
     a = eventually(lambda: creds("payments-0"))
     app = hvac.Client(url=openbao.addr)
     app.auth.approle.login(role_id=a["role_id"], secret_id=a["secret_id"])
-    own = app.secrets.kv.v2.read_secret_version(path=f"msq-relayer/{namespace}/payments-0", mount_point="secret",
-                                                 raise_on_deleted_version=True)
+    own = app.secrets.kv.v2.read_secret_version(
+        path=f"msq-relayer/{namespace}/payments-0", mount_point="secret", raise_on_deleted_version=True
+    )
     assert own["data"]["data"]["value"]
     with pytest.raises(hvac.exceptions.Forbidden):
-        app.secrets.kv.v2.read_secret_version(path=f"msq-relayer/{namespace}/payments-1", mount_point="secret",
-                                              raise_on_deleted_version=True)
+        app.secrets.kv.v2.read_secret_version(
+            path=f"msq-relayer/{namespace}/payments-1", mount_point="secret", raise_on_deleted_version=True
+        )
 
 
-def test_kubectl_scale_up_and_drain_holds_unknown_pending(kube: KubeControlPlane, api: client.ApiClient,
-                                                         namespace: str, operator: OperatorProcess) -> None:
+def test_kubectl_scale_up_and_drain_holds_unknown_pending(
+    kube: KubeControlPlane, api: client.ApiClient, namespace: str, operator: OperatorProcess
+) -> None:
     kubectl(kube, "-n", namespace, "scale", "relayerpool/payments", "--replicas=3")
     eventually(lambda: len(list_cr(api, namespace, "relayers")) == 3, what="three relayers")
     kubectl(kube, "-n", namespace, "scale", "relayerpool/payments", "--replicas=1")
-    draining = eventually(lambda: [r for r in list_cr(api, namespace, "relayers") if r["spec"].get("draining")]
-                          if len([r for r in list_cr(api, namespace, "relayers") if r["spec"].get("draining")]) == 2
-                          else None, what="two draining")
+    draining = eventually(
+        lambda: (
+            [r for r in list_cr(api, namespace, "relayers") if r["spec"].get("draining")]
+            if len([r for r in list_cr(api, namespace, "relayers") if r["spec"].get("draining")]) == 2
+            else None
+        ),
+        what="two draining",
+    )
     assert len(draining) == 2
-    cfg = yaml.safe_load(client.CoreV1Api(api).read_namespaced_config_map("payments-gateway-config", namespace)
-                         .data["gateway.yaml"])
-    eventually(lambda: sum(r["draining"] for r in yaml.safe_load(client.CoreV1Api(api).read_namespaced_config_map(
-        "payments-gateway-config", namespace).data["gateway.yaml"])["relayers"]) == 2, what="gateway drains")
+    cfg = yaml.safe_load(
+        client.CoreV1Api(api)
+        .read_namespaced_config_map("payments-gateway-config", namespace)
+        .data["gateway.yaml"]
+    )
+    eventually(
+        lambda: (
+            sum(
+                r["draining"]
+                for r in yaml.safe_load(
+                    client.CoreV1Api(api)
+                    .read_namespaced_config_map("payments-gateway-config", namespace)
+                    .data["gateway.yaml"]
+                )["relayers"]
+            )
+            == 2
+        ),
+        what="gateway drains",
+    )
     assert cfg["relayers"]
     # Their pending count is unknown (no relayer answers), so they must still exist after the grace period.
     import time
 
     time.sleep(8)
     assert len(list_cr(api, namespace, "relayers")) == 3
-    out = kubectl(kube, "-n", namespace, "get", "relayerpools")
+    out = kubectl(kube, "-n", namespace, "get", "relayerpools").stdout
     header = out.splitlines()[0].split()
     assert header[:5] == ["NAME", "NETWORK", "READY", "REPLICAS", "QUEUE"]
