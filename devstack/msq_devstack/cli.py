@@ -36,13 +36,16 @@ def main(argv: list[str] | None = None) -> int:
     _say("Starting the local stack (Kubernetes API server, OpenBao, Redis, anvil) ...")
     with StackRunner(work_dir=args.work_dir) as stack:
         _say(f"Stack ready in {time.monotonic() - started:.1f}s.")
-        if args.command == "demo":
-            demo.run(stack, _say)
-        else:
+        cleanups = demo.run(stack, _say) if args.command == "demo" else []
+        if args.command == "up":
             demo.show_stack(stack, _say)
-        if not args.no_wait:
-            _wait_for_interrupt()
-        _say("Stopping ...")
+        try:
+            if not args.no_wait:
+                _wait_for_interrupt()
+            _say("Stopping ...")
+        finally:
+            for cleanup in reversed(cleanups):
+                cleanup()
     _say("Stopped cleanly.")
     return 0
 

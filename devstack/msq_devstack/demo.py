@@ -1,25 +1,154 @@
-"""The demo story told by `make demo`: each step prints what it did and what a user can look at."""
+"""The demo story told by `make demo`: the operator on a local control plane runs a pool; a direct and a
+gasless transaction go through the pool's gateway and confirm on anvil; a queue spike scales the pool up."""
 
 from __future__ import annotations
 
+import tempfile
+import time
 from collections.abc import Callable
+from pathlib import Path
 
+import redis
+from eth_account import Account
+
+from msq_contracts.artifacts import load_artifact
+from msq_devstack.chain import ANVIL_KEYS
+from msq_devstack.scenario import DEPLOYER_KEY, PoolScenario
 from msq_devstack.stack import Stack
 
 Say = Callable[[str], None]
+POOL = "payments"
 
 
-def show_stack(stack: Stack, say: Say) -> None:
+def show_stack(stack: Stack, say: Say) -> Callable[[], None] | None:
     say("Local stack is up (all on 127.0.0.1):")
     for name, where in stack.endpoints().items():
         say(f"  {name:<11} {where}")
     if stack.kube:
-        say(f"  try: {' '.join(stack.kube.kubectl_argv('get', 'namespaces'))}")
+        say(f"  try: {' '.join(stack.kube.kubectl_argv('get', 'relayerpools,relayers', '-A'))}")
+    return None
 
 
-STEPS: list[Callable[[Stack, Say], None]] = [show_stack]
+def _calldata(contract, fn: str, *args: object) -> bytes:  # type: ignore[no-untyped-def]
+    return bytes.fromhex(contract.encode_abi(fn, list(args))[2:])
 
 
-def run(stack: Stack, say: Say) -> None:
+def _kubectl_get(s: PoolScenario, say: Say, *what: str) -> None:
+    import subprocess
+
+    assert s.stack.kube
+    out = subprocess.run(
+        s.stack.kube.kubectl_argv("-n", s.namespace, "get", *what), capture_output=True, text=True, timeout=60
+    ).stdout
+    for line in out.rstrip().splitlines():
+        say(f"    {line}")
+
+
+def pool_story(stack: Stack, say: Say) -> Callable[[], None]:
+    work = Path(tempfile.mkdtemp(prefix="msq-demo-", dir=stack.work_dir))
+    say("\n1. Operator, CRDs, Secrets and sample contracts (forwarder, ERC-20, ERC-721) ...")
+    s = PoolScenario.start(stack, "demo", work)
+    try:
+        _tell(s, stack, say)
+    except BaseException:
+        s.stop()
+        raise
+    return s.stop
+
+
+def _tell(s: PoolScenario, stack: Stack, say: Say) -> None:
+    say(f"   forwarder {s.contracts.forwarder}, token {s.contracts.token}, nft {s.contracts.nft}")
+    say("\n2. kubectl apply: a ContractPolicy and a RelayerPool of 2 relayers (Internal autoscaling 2..3)")
+    s.create("contractpolicies", s.policy_manifest("payments-contracts", {"app": POOL}))
+    started = time.monotonic()
+    s.create(
+        "relayerpools",
+        s.pool_manifest(
+            POOL,
+            replicas=2,
+            autoscaling={
+                "mode": "Internal",
+                "minReplicas": 2,
+                "maxReplicas": 3,
+                "targetQueueDepthPerRelayer": 5,
+                "scaleDownStabilizationSeconds": 15,
+                "pollIntervalSeconds": 1,
+            },
+        ),
+    )
+    s.wait(
+        "relayer keys",
+        lambda: len([r for r in s.relayers(POOL) if (r.get("status") or {}).get("address")]) == 2,
+    )
+    for address in s.fund_relayers(POOL):
+        say(f"   key generated in OpenBao for {address}; funded with 100 ETH")
+    s.wait("pool Ready", lambda: s.pool_ready(POOL), timeout=240)
+    say(f"   pool Ready after {time.monotonic() - started:.0f}s:")
+    _kubectl_get(s, say, "relayerpools")
+    _kubectl_get(s, say, "relayers")
+
+    gw = s.gateway(POOL)
+    nft = s.w3.eth.contract(address=s.contracts.nft, abi=load_artifact("SampleNFT")["abi"])
+    token = s.w3.eth.contract(address=s.contracts.token, abi=load_artifact("SampleToken")["abi"])
+    say(f"\n3. Direct transaction through the gateway at {gw.url}: mint an NFT")
+    owner = Account.create().address
+    r = gw.direct(s.contracts.nft, _calldata(nft, "mint", owner))
+    r.raise_for_status()
+    done = gw.wait(r.json()["id"])
+    say(
+        f"   {done['status']} by relayer {done['relayerId']}, tx {done.get('hash')}; "
+        f"NFTs of {owner[:10]}...: {nft.functions.balanceOf(owner).call()}"
+    )
+
+    say("\n4. Gasless transaction (ERC-2771, EIP-712 signed by a user with no gas money)")
+    deployer = Account.from_key(DEPLOYER_KEY)
+    user = Account.from_key(ANVIL_KEYS[3])
+    tx = token.functions.mint(user.address, 1000).build_transaction(
+        {"from": deployer.address, "nonce": s.w3.eth.get_transaction_count(deployer.address)}
+    )
+    s.w3.eth.wait_for_transaction_receipt(
+        s.w3.eth.send_raw_transaction(deployer.sign_transaction(tx).raw_transaction)
+    )
+    recipient = Account.create().address
+    r = gw.gasless(
+        s.w3, s.domain(), ANVIL_KEYS[3], s.contracts.token, _calldata(token, "transfer", recipient, 25)
+    )
+    r.raise_for_status()
+    done = gw.wait(r.json()["id"])
+    say(
+        f"   {done['status']} by relayer {done['relayerId']}; recipient holds "
+        f"{token.functions.balanceOf(recipient).call()} tokens, sent from the user's balance"
+    )
+
+    say("\n5. Queue spike: the relayers stall and their queues fill; the operator scales the pool up")
+    assert stack.redis
+    r_client = redis.Redis.from_url(stack.redis.url)
+    names = [x["metadata"]["name"] for x in s.relayers(POOL)]
+    for name in names:
+        s.pods.freeze(name)
+        r_client.rpush(
+            f"msq:{s.namespace}:{name}:queue:transaction_request_queue:active",
+            *[f"placeholder-{i}" for i in range(15)],
+        )
+    spike = time.monotonic()
+    s.wait("scale-up", lambda: s.get("relayerpools", POOL)["spec"]["replicas"] == 3, timeout=60)
+    say(f"   replicas 2 -> 3 after {time.monotonic() - spike:.1f}s")
+    s.fund_relayers(POOL)
+    for name in names:
+        s.pods.thaw(name)
+    s.wait("pool Ready", lambda: s.pool_ready(POOL), timeout=120)
+    _kubectl_get(s, say, "relayerpools")
+    say("   the queue drained; after the stabilization window the pool drains one relayer back to 2")
+
+
+STEPS: list[Callable[[Stack, Say], Callable[[], None] | None]] = [show_stack, pool_story]
+
+
+def run(stack: Stack, say: Say) -> list[Callable[[], None]]:
+    """Tell the story; returns what to stop (the operator and local pods keep running until then)."""
+    cleanups = []
     for step in STEPS:
-        step(stack, say)
+        cleanup = step(stack, say)
+        if cleanup is not None:
+            cleanups.append(cleanup)
+    return cleanups

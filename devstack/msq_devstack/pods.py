@@ -132,7 +132,7 @@ class LocalPods:
         if component == "relayer":
             env.update(APP_PORT=str(port), METRICS_PORT=str(free_port()))
             argv = [sys.executable, "-m", "msq_devrelayer.cli"]
-            ready_path = "/api/v1/ready"
+            live_path = "/api/v1/health"
         else:
             args = list(container.get("args") or [])
             for i, a in enumerate(args):
@@ -143,10 +143,12 @@ class LocalPods:
                 elif a == "--port":
                     args[i + 1] = str(port)
             argv = [sys.executable, "-m", "msq_gateway.cli", *args, "--watch-interval", "0.5"]
-            ready_path = "/readyz"
+            live_path = "/healthz"
         proc = ManagedProcess(f"pod-{self.namespace}-{name}", argv, self.log_dir, env=env).start()
         pod = LocalPod(name, component, _hash(dep["spec"]["template"]), root, port, proc)
-        proc.wait_ready(lambda: httpx.get(pod.url + ready_path, timeout=1).status_code == 200, 60)
+        # Like kubelet, wait for the process to be alive; readiness is the owner's business (the gateway is
+        # not ready until a relayer is, and relayers start after it).
+        proc.wait_ready(lambda: httpx.get(pod.url + live_path, timeout=1).status_code == 200, 60)
         self._publish_endpoint(dep, component, pod.url)
         return pod
 

@@ -51,9 +51,9 @@ class Observer:
         except (httpx.HTTPError, ValueError):
             return None
 
-    def ready(self, endpoint: str) -> bool:
+    def ready(self, url: str) -> bool:
         try:
-            return self.http.get(f"{endpoint}/api/v1/ready").status_code == 200
+            return self.http.get(url).status_code == 200
         except httpx.HTTPError:
             return False
 

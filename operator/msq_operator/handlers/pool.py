@@ -178,15 +178,16 @@ def build_status(
         for c in sorted(children, key=lambda c: render.ordinal_of(c))
     ]
     conditions = list(status.get("conditions") or [])
-    all_ready = len(ready) == spec.replicas and len(active) == spec.replicas
-    conditions = set_condition(
-        conditions,
-        "Ready",
-        all_ready,
-        "AllRelayersReady" if all_ready else "NotAllReady",
-        f"{len(ready)}/{spec.replicas} relayers ready",
-        generation,
+    relayers_ready = len(ready) == spec.replicas and len(active) == spec.replicas
+    gateway_ready = not spec.gateway.enabled or runtime.get().observer.ready(
+        render.gateway_url(pool, spec) + "/readyz"
     )
+    all_ready = relayers_ready and gateway_ready
+    reason = "AllRelayersReady" if all_ready else ("NotAllReady" if not relayers_ready else "GatewayNotReady")
+    message = f"{len(ready)}/{spec.replicas} relayers ready"
+    if spec.gateway.enabled:
+        message += "; gateway " + ("ready" if gateway_ready else "not ready")
+    conditions = set_condition(conditions, "Ready", all_ready, reason, message, generation)
     scaling = len(active) != spec.replicas or bool(draining)
     conditions = set_condition(
         conditions,
