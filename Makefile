@@ -31,6 +31,7 @@ node_modules/.installed: package.json package-lock.json
 
 kube-binaries:
 	@tools/kube/build.sh >/dev/null
+	@tools/helm/build.sh >/dev/null
 
 deps: .venv/.installed node_modules/.installed .debian-packages kube-binaries
 

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from msq_devstack.chain import Chain, start_chain
 from msq_devstack.kube import KubeControlPlane, start_control_plane
 from msq_devstack.openbao import OpenBao, start_openbao

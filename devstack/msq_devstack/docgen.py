@@ -208,6 +208,10 @@ def outputs() -> dict[Path, str]:
     return {CRD_REFERENCE: crd_reference(), GATEWAY_OPENAPI: gateway_openapi()}
 
 
+def _display(path: Path) -> str:
+    return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m msq_devstack.docgen", description=__doc__.split("\n")[0])
     parser.add_argument("--check", action="store_true", help="fail if a committed file is out of date")
@@ -220,10 +224,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text)
-            print(f"wrote {path.relative_to(REPO_ROOT)}")
+            print(f"wrote {_display(path)}")
     for path in stale:
-        rel = path.relative_to(REPO_ROOT)
-        print(f"{rel} is out of date: run python -m msq_devstack.docgen", file=sys.stderr)
+        print(f"{_display(path)} is out of date: run python -m msq_devstack.docgen", file=sys.stderr)
     return 1 if stale else 0
 
 

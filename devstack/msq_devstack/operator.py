@@ -32,7 +32,8 @@ class OperatorProcess:
         ]
         for ns in namespaces or []:
             argv += ["--namespace", ns]
-        self.process = ManagedProcess(name, argv, log_dir)
+        # The local pod runner refreshes mounted files every half second, not kubelet's minute.
+        self.process = ManagedProcess(name, argv, log_dir, env={"MSQ_DRAIN_GRACE_SECONDS": "5"})
 
     @property
     def metrics_url(self) -> str:

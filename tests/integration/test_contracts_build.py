@@ -17,7 +17,11 @@ def test_build_reproduces_committed_artifacts_byte_for_byte(tmp_path: Path) -> N
     # Run from another folder: the build must not depend on the caller's working directory.
     result = subprocess.run(
         [node, str(REPO_ROOT / "contracts" / "build.mjs"), "--out", str(out)],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     assert "compiled SampleToken, SampleNFT" in result.stdout
@@ -34,7 +38,10 @@ def test_build_reproduces_committed_artifacts_byte_for_byte(tmp_path: Path) -> N
 def test_build_rejects_unknown_arguments(tmp_path: Path) -> None:
     result = subprocess.run(
         ["node", str(REPO_ROOT / "contracts" / "build.mjs"), "--outdir", str(tmp_path)],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert result.returncode != 0
     assert "usage: node contracts/build.mjs [--out DIR]" in result.stderr

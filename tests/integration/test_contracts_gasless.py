@@ -108,10 +108,18 @@ def _request(env: Deployment, user: LocalAccount, to: str, data: bytes, **overri
     return ForwardRequest(**fields)
 
 
-def _relay(env: Deployment, req: ForwardRequest, signature: bytes, *, value: int | None = None,
-           gas: int | None = None, require_success: bool = True) -> TxReceipt:
+def _relay(
+    env: Deployment,
+    req: ForwardRequest,
+    signature: bytes,
+    *,
+    value: int | None = None,
+    gas: int | None = None,
+    require_success: bool = True,
+) -> TxReceipt:
     return send_signed(
-        env.w3, RELAYER_KEY,
+        env.w3,
+        RELAYER_KEY,
         {
             "to": env.forwarder.address,
             "data": encode_execute(req, signature),
@@ -122,11 +130,14 @@ def _relay(env: Deployment, req: ForwardRequest, signature: bytes, *, value: int
     )
 
 
-def _revert_data(env: Deployment, method: str, req: ForwardRequest, signature: bytes, value: int,
-                 gas: int | None = None) -> str:
+def _revert_data(
+    env: Deployment, method: str, req: ForwardRequest, signature: bytes, value: int, gas: int | None = None
+) -> str:
     call: dict[str, Any] = {
-        "from": RELAYER, "to": env.forwarder.address,
-        "data": "0x" + encode_execute(req, signature).hex(), "value": hex(value),
+        "from": RELAYER,
+        "to": env.forwarder.address,
+        "data": "0x" + encode_execute(req, signature).hex(),
+        "value": hex(value),
     }
     if gas is not None:
         call["gas"] = hex(gas)
@@ -191,8 +202,9 @@ def test_gasless_erc721_mint_and_transfer(env: Deployment) -> None:
     assert minted["args"]["tokenId"] == token_id
 
     # transferFrom checks that _msgSender() owns the token: it only passes if the context suffix is read.
-    move = _request(env, user, env.nft.address,
-                    _calldata(env.nft, "transferFrom", user.address, recipient, token_id))
+    move = _request(
+        env, user, env.nft.address, _calldata(env.nft, "transferFrom", user.address, recipient, token_id)
+    )
     assert move.nonce == 1
     _relay(env, move, sign_request(move, user.key, env.domain))
     assert env.nft.functions.ownerOf(token_id).call() == recipient
@@ -246,19 +258,28 @@ def _target_reverts(env: Deployment, user: LocalAccount, recipient: str) -> Case
 
 REJECTIONS = {
     "expired-deadline": Rejection(
-        _expired, "ERC2771ForwarderExpiredRequest", lambda env, user, req: {"deadline": req.deadline}),
+        _expired, "ERC2771ForwarderExpiredRequest", lambda env, user, req: {"deadline": req.deadline}
+    ),
     "signed-by-another-key": Rejection(
-        _other_signer, "ERC2771ForwarderInvalidSigner",
-        lambda env, user, req: {"signer": Account.from_key(ANVIL_KEYS[2]).address, "from": user.address}),
+        _other_signer,
+        "ERC2771ForwarderInvalidSigner",
+        lambda env, user, req: {"signer": Account.from_key(ANVIL_KEYS[2]).address, "from": user.address},
+    ),
     "target-does-not-trust-forwarder": Rejection(
-        _untrusting_target, "ERC2771UntrustfulTarget",
-        lambda env, user, req: {"target": env.untrusting_token.address, "forwarder": env.forwarder.address}),
+        _untrusting_target,
+        "ERC2771UntrustfulTarget",
+        lambda env, user, req: {"target": env.untrusting_token.address, "forwarder": env.forwarder.address},
+    ),
     "msg-value-above-signed-value": Rejection(
-        _more_value_than_signed, "ERC2771ForwarderMismatchedValue",
-        lambda env, user, req: {"requestedValue": 0, "msgValue": 1}),
+        _more_value_than_signed,
+        "ERC2771ForwarderMismatchedValue",
+        lambda env, user, req: {"requestedValue": 0, "msgValue": 1},
+    ),
     "msg-value-below-signed-value": Rejection(
-        _less_value_than_signed, "ERC2771ForwarderMismatchedValue",
-        lambda env, user, req: {"requestedValue": 5, "msgValue": 0}),
+        _less_value_than_signed,
+        "ERC2771ForwarderMismatchedValue",
+        lambda env, user, req: {"requestedValue": 5, "msgValue": 0},
+    ),
     "target-reverts": Rejection(_target_reverts, "FailedCall", lambda env, user, req: {}),
 }
 
@@ -334,11 +355,18 @@ def test_starved_execute_is_an_empty_revert(env: Deployment, gas_burner: str) ->
     signature = sign_request(req, user.key, env.domain)
     # Enough to reach the call but not to hand the target its 1M: the forwarder ends in invalid().
     starved = execute_gas_limit(req, signature) - 200_000
-    response = env.w3.provider.make_request("eth_call", [  # type: ignore[arg-type]
-        {"from": RELAYER, "to": env.forwarder.address, "gas": hex(starved),
-         "data": "0x" + encode_execute(req, signature).hex()},
-        "latest",
-    ])
+    response = env.w3.provider.make_request(
+        "eth_call",
+        [  # type: ignore[arg-type]
+            {
+                "from": RELAYER,
+                "to": env.forwarder.address,
+                "gas": hex(starved),
+                "data": "0x" + encode_execute(req, signature).hex(),
+            },
+            "latest",
+        ],
+    )
     assert "error" in response, response
     assert decode_forwarder_error(response["error"].get("data")) == EMPTY_REVERT, response
     assert "invalid" in response["error"]["message"].lower(), response

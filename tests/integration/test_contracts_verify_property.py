@@ -63,10 +63,20 @@ def env(chain: Chain) -> Env:
     # Any call the token accepts; it only has to consume a nonce.
     total_supply_call = keccak(b"totalSupply()")[:4]
     for _ in range(2):
-        req = ForwardRequest(seasoned, token, 0, 100_000, read_forwarder_nonce(w3, forwarder, seasoned),
-                             UINT48_MAX, total_supply_call)
-        send_signed(w3, ANVIL_KEYS[1], {"to": forwarder, "data": encode_execute(
-            req, sign_request(req, SEASONED_KEY, domain))})
+        req = ForwardRequest(
+            seasoned,
+            token,
+            0,
+            100_000,
+            read_forwarder_nonce(w3, forwarder, seasoned),
+            UINT48_MAX,
+            total_supply_call,
+        )
+        send_signed(
+            w3,
+            ANVIL_KEYS[1],
+            {"to": forwarder, "data": encode_execute(req, sign_request(req, SEASONED_KEY, domain))},
+        )
     assert read_forwarder_nonce(w3, forwarder, seasoned) == 2
     return Env(
         w3=w3,
@@ -125,9 +135,20 @@ def _tamper(signature: bytes, how: str, noise: bytes) -> bytes:
     noise=st.binary(min_size=65, max_size=65),
 )
 def test_python_signature_check_agrees_with_forwarder_verify(
-    env: Env, signer_key: str, from_kind: str, stranger_key: str, target: str, value: int, gas: int,
-    nonce_kind: str, other_nonce: int, deadline_kind: str, deadline_offset: int | None, data: bytes,
-    tampering: str, noise: bytes,
+    env: Env,
+    signer_key: str,
+    from_kind: str,
+    stranger_key: str,
+    target: str,
+    value: int,
+    gas: int,
+    nonce_kind: str,
+    other_nonce: int,
+    deadline_kind: str,
+    deadline_offset: int | None,
+    data: bytes,
+    tampering: str,
+    noise: bytes,
 ) -> None:
     from_key = {"signer": signer_key, "stranger": stranger_key, "seasoned": SEASONED_KEY}[from_kind]
     from_address = Account.from_key(from_key).address
@@ -137,8 +158,11 @@ def test_python_signature_check_agrees_with_forwarder_verify(
         deadline = UINT48_MAX if deadline_offset is None else env.now + deadline_offset
     else:
         deadline = 0 if deadline_offset is None else max(0, env.now - deadline_offset)
-    to = {"trusting": env.trusting_target, "untrusting-eoa": env.untrusting_targets[0],
-          "untrusting-contract": env.untrusting_targets[1]}[target]
+    to = {
+        "trusting": env.trusting_target,
+        "untrusting-eoa": env.untrusting_targets[0],
+        "untrusting-contract": env.untrusting_targets[1],
+    }[target]
     # Lowercase on purpose: both address spellings must hash the same.
     req = ForwardRequest(from_address.lower(), to, value, gas, nonce, deadline, data)
     signing_key = SEASONED_KEY if from_kind == "seasoned" else signer_key
@@ -158,6 +182,10 @@ def test_python_signature_check_agrees_with_forwarder_verify(
         (from_address, to, value, gas, deadline, data, signature)
     ).call()
     assert on_chain is python_accepts, {
-        "from_kind": from_kind, "target": target, "nonce_kind": nonce_kind, "deadline": deadline,
-        "tampering": tampering, "signed_by_from": signed_by_from,
+        "from_kind": from_kind,
+        "target": target,
+        "nonce_kind": nonce_kind,
+        "deadline": deadline,
+        "tampering": tampering,
+        "signed_by_from": signed_by_from,
     }

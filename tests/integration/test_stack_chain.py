@@ -1,8 +1,9 @@
 """anvil is real: a signed EIP-1559 transfer is mined and its receipt read."""
 
 from eth_account import Account
-from msq_devstack.chain import ANVIL_KEYS, Chain
 from web3 import Web3
+
+from msq_devstack.chain import ANVIL_KEYS, Chain
 
 
 def test_signed_eip1559_transfer_is_mined(chain: Chain) -> None:

@@ -12,6 +12,7 @@ from typing import TypeVar
 import pytest
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
+
 from msq_devstack.kube import KubeControlPlane
 
 T = TypeVar("T")

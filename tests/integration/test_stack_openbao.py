@@ -3,6 +3,7 @@
 import hvac
 import hvac.exceptions
 import pytest
+
 from msq_devstack.openbao import OpenBao
 
 

@@ -1,6 +1,7 @@
 """Redis is real."""
 
 import redis
+
 from msq_devstack.redis import Redis
 
 

@@ -44,10 +44,18 @@ from msq_contracts.forwarder_errors import (
 
 KEY = "0x" + "11" * 32
 SIGNER = Account.from_key(KEY).address
-DOMAIN = ForwarderDomain(name="MSQForwarder", chain_id=31337,
-                         verifying_contract="0x5FbDB2315678afecb367f032d93F642f64180aa3")
-REQUEST = ForwardRequest(from_=SIGNER, to="0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512", value=0, gas=100_000,
-                         nonce=0, deadline=UINT48_MAX, data=bytes.fromhex("a9059cbb" + "00" * 64))
+DOMAIN = ForwarderDomain(
+    name="MSQForwarder", chain_id=31337, verifying_contract="0x5FbDB2315678afecb367f032d93F642f64180aa3"
+)
+REQUEST = ForwardRequest(
+    from_=SIGNER,
+    to="0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512",
+    value=0,
+    gas=100_000,
+    nonce=0,
+    deadline=UINT48_MAX,
+    data=bytes.fromhex("a9059cbb" + "00" * 64),
+)
 EXECUTE_TUPLE = "(address,address,uint256,uint256,uint48,bytes,bytes)"
 
 raw_addresses = st.binary(min_size=20, max_size=20)
@@ -56,12 +64,21 @@ addresses = st.one_of(raw_addresses.map(lambda b: "0x" + b.hex()), raw_addresses
 uint256 = st.one_of(st.sampled_from([0, 1, UINT256_MAX]), st.integers(min_value=0, max_value=UINT256_MAX))
 uint48 = st.one_of(st.sampled_from([0, UINT48_MAX]), st.integers(min_value=0, max_value=UINT48_MAX))
 requests = st.builds(
-    ForwardRequest, from_=addresses, to=addresses, value=uint256, gas=uint256, nonce=uint256, deadline=uint48,
+    ForwardRequest,
+    from_=addresses,
+    to=addresses,
+    value=uint256,
+    gas=uint256,
+    nonce=uint256,
+    deadline=uint48,
     data=st.one_of(st.just(b""), st.binary(max_size=600)),
 )
 domains = st.builds(
-    ForwarderDomain, name=st.text(max_size=40), chain_id=st.integers(min_value=1, max_value=2**64),
-    verifying_contract=addresses, version=st.one_of(st.just("1"), st.text(max_size=8)),
+    ForwarderDomain,
+    name=st.text(max_size=40),
+    chain_id=st.integers(min_value=1, max_value=2**64),
+    verifying_contract=addresses,
+    version=st.one_of(st.just("1"), st.text(max_size=8)),
 )
 
 
@@ -92,8 +109,12 @@ def test_typed_data_is_json_and_names_the_forwarder_type() -> None:
         "ForwardRequest(address from,address to,uint256 value,uint256 gas,uint256 nonce,uint48 deadline,"
         "bytes data)"
     )
-    assert data["domain"] == {"name": "MSQForwarder", "version": "1", "chainId": 31337,
-                              "verifyingContract": DOMAIN.verifying_contract}
+    assert data["domain"] == {
+        "name": "MSQForwarder",
+        "version": "1",
+        "chainId": 31337,
+        "verifyingContract": DOMAIN.verifying_contract,
+    }
     assert data["message"]["data"] == "0x" + REQUEST.data.hex()
 
 
@@ -143,8 +164,10 @@ MALFORMED = {
     "v is 0": (_with(GOOD, v=0), "v must be 27 or 28.*normalize_signature"),
     "v is 1": (_with(GOOD, v=1), "v must be 27 or 28.*normalize_signature"),
     "v is 29": (_with(GOOD, v=29), "v must be 27 or 28, got 29$"),
-    "high s": (_with(GOOD, s=SECP256K1_N - int.from_bytes(GOOD[32:64], "big"), v=55 - GOOD[64]),
-               "s is out of range.*malleable"),
+    "high s": (
+        _with(GOOD, s=SECP256K1_N - int.from_bytes(GOOD[32:64], "big"), v=55 - GOOD[64]),
+        "s is out of range.*malleable",
+    ),
     "s is zero": (_with(GOOD, s=0), "s is out of range"),
     "r is zero": (_with(GOOD, r=0), "r is out of range"),
     "r is n": (_with(GOOD, r=SECP256K1_N), "r is out of range"),
@@ -235,25 +258,43 @@ def _error_data(signature: str, types: list[str], values: list[Any]) -> bytes:
 @pytest.mark.parametrize(
     ("data", "name", "args"),
     [
-        (_error_data("ERC2771ForwarderExpiredRequest(uint48)", ["uint48"], [7]),
-         "ERC2771ForwarderExpiredRequest", {"deadline": 7}),
-        (_error_data("ERC2771ForwarderInvalidSigner(address,address)", ["address", "address"],
-                     [SIGNER, REQUEST.to]),
-         "ERC2771ForwarderInvalidSigner", {"signer": SIGNER.lower(), "from": REQUEST.to.lower()}),
-        (_error_data("ERC2771ForwarderMismatchedValue(uint256,uint256)", ["uint256", "uint256"], [1, 2]),
-         "ERC2771ForwarderMismatchedValue", {"requestedValue": 1, "msgValue": 2}),
-        (_error_data("ERC2771UntrustfulTarget(address,address)", ["address", "address"],
-                     [REQUEST.to, DOMAIN.verifying_contract]),
-         "ERC2771UntrustfulTarget",
-         {"target": REQUEST.to.lower(), "forwarder": DOMAIN.verifying_contract.lower()}),
+        (
+            _error_data("ERC2771ForwarderExpiredRequest(uint48)", ["uint48"], [7]),
+            "ERC2771ForwarderExpiredRequest",
+            {"deadline": 7},
+        ),
+        (
+            _error_data(
+                "ERC2771ForwarderInvalidSigner(address,address)", ["address", "address"], [SIGNER, REQUEST.to]
+            ),
+            "ERC2771ForwarderInvalidSigner",
+            {"signer": SIGNER.lower(), "from": REQUEST.to.lower()},
+        ),
+        (
+            _error_data("ERC2771ForwarderMismatchedValue(uint256,uint256)", ["uint256", "uint256"], [1, 2]),
+            "ERC2771ForwarderMismatchedValue",
+            {"requestedValue": 1, "msgValue": 2},
+        ),
+        (
+            _error_data(
+                "ERC2771UntrustfulTarget(address,address)",
+                ["address", "address"],
+                [REQUEST.to, DOMAIN.verifying_contract],
+            ),
+            "ERC2771UntrustfulTarget",
+            {"target": REQUEST.to.lower(), "forwarder": DOMAIN.verifying_contract.lower()},
+        ),
         (_error_data("FailedCall()", [], []), "FailedCall", {}),
         (_error_data("Error(string)", ["string"], ["nope"]), "Error", {"message": "nope"}),
         (_error_data("Panic(uint256)", ["uint256"], [0x11]), "Panic", {"code": 0x11}),
         (b"", EMPTY_REVERT, {}),
         (bytes.fromhex("deadbeef"), "UnknownError(0xdeadbeef)", {}),
         # A known selector with a cut-off payload is still named.
-        (_error_data("ERC2771ForwarderExpiredRequest(uint48)", ["uint48"], [7])[:10],
-         "ERC2771ForwarderExpiredRequest", {}),
+        (
+            _error_data("ERC2771ForwarderExpiredRequest(uint48)", ["uint48"], [7])[:10],
+            "ERC2771ForwarderExpiredRequest",
+            {},
+        ),
     ],
 )
 def test_decode_forwarder_error(data: bytes, name: str, args: dict[str, Any]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 from typing import Any
 
 import kopf
@@ -20,8 +21,9 @@ from msq_operator.resources.policy import ContractPolicySpec
 from msq_operator.resources.pool import PLURAL, RelayerPoolSpec
 
 RECONCILE_INTERVAL = 3.0
-# A drained relayer is deleted only after the gateway has had time to reload a config without it.
-DRAIN_GRACE_SECONDS = 5.0
+# A drained relayer is deleted only after the gateway has had time to reload a config without it: kubelet
+# refreshes a mounted ConfigMap within about a minute, plus the gateway's own reload interval.
+DRAIN_GRACE_SECONDS = float(os.environ.get("MSQ_DRAIN_GRACE_SECONDS", "90"))
 
 
 def _spec(spec: Any) -> RelayerPoolSpec:

@@ -1,0 +1,548 @@
+"""The relaying pipeline: queue intake, pricing, nonce assignment, signing, broadcast, and tracking to
+`confirmed`.
+
+Statuses follow OZ: `pending` (accepted, queued) -> `sent` (nonce assigned, signed, persisted) ->
+`submitted` (the node has it) -> `mined` -> `confirmed` after the network's required confirmations;
+`failed` when the node refuses it or it reverts, `expired` when `valid_until` passes before submission.
+
+One process owns one relayer (its Deployment runs a single pod), so a single sender task assigns nonces
+and the in-memory view of in-flight transactions is authoritative; Redis holds everything needed to pick
+up again after a crash: records, the queue, the nonce counter and the free-nonce list.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from typing import Any
+
+import redis.asyncio as aioredis
+from eth_utils import to_checksum_address
+
+from msq_devrelayer.api_models import DEFAULT_SPEED, EvmTransactionRequest, parse_timestamp
+from msq_devrelayer.config import RelayerConfig
+from msq_devrelayer.fees import FeeOracle
+from msq_devrelayer.metrics import Metrics
+from msq_devrelayer.nonces import NonceManager
+from msq_devrelayer.records import (
+    CONFIRMED,
+    EXPIRED,
+    FAILED,
+    MINED,
+    PENDING,
+    SENT,
+    SUBMITTED,
+    TxRecord,
+    now_iso,
+)
+from msq_devrelayer.redis_keys import RedisKeys
+from msq_devrelayer.rpc import JsonRpc, RpcError, RpcTransportError
+from msq_devrelayer.signer import KeySigner
+from msq_devrelayer.webhooks import Notifier
+
+log = logging.getLogger(__name__)
+
+INTAKE_BATCH = 64
+SEND_BATCH = 64
+RECEIPT_BATCH = 256
+REBROADCAST_AFTER = 3.0
+GAS_LIMIT_BUFFER_PCT = 10
+NOOP_GAS = 21_000
+MAX_NONCE_CONFLICTS = 3
+_KNOWN = ("already known", "already imported", "known transaction", "already exists")
+_NONCE_TAKEN = ("nonce too low", "replacement transaction underpriced", "nonce has already been used")
+
+
+class Rejected(Exception):
+    """A request the relayer refuses (HTTP 400); the message says why."""
+
+
+def _matches(err: RpcError, needles: tuple[str, ...]) -> bool:
+    msg = err.message.lower()
+    return any(n in msg for n in needles)
+
+
+class Engine:
+    def __init__(self, cfg: RelayerConfig, keys: RedisKeys, redis: aioredis.Redis, rpc: JsonRpc,
+                 signer: KeySigner, notifier: Notifier | None, metrics: Metrics) -> None:
+        self.cfg = cfg
+        self.keys = keys
+        self.redis = redis
+        self.rpc = rpc
+        self.signer = signer
+        self.notifier = notifier
+        self.metrics = metrics
+        self.nonces = NonceManager()
+        self.fees = FeeOracle(rpc, cfg.policies.gas_price_cap)
+        self.balance: int | None = None
+        self.ready = False
+        self._use_eip1559 = cfg.network.eip1559 and cfg.policies.eip1559_pricing is not False
+        self._prepared: asyncio.Queue[TxRecord] = asyncio.Queue(maxsize=4 * SEND_BATCH)
+        self._retry: list[TxRecord] = []
+        self._conflicts: dict[str, int] = {}
+        self._sent: dict[str, tuple[TxRecord, float]] = {}
+        self._submitted: dict[str, TxRecord] = {}
+        self._mined: dict[str, TxRecord] = {}
+        self._intake_busy = False
+        self._last_gap_fill = 0.0
+        self._tasks: list[asyncio.Task[None]] = []
+        blocktime = (cfg.network.average_blocktime_ms or 1000) / 1000
+        self._poll = min(1.0, max(0.05, blocktime / 10))
+
+    # ---- API side -------------------------------------------------------------------------------------
+
+    def _check_policies(self, req: EvmTransactionRequest) -> None:
+        pol = self.cfg.policies
+        if self.cfg.paused:
+            raise Rejected("Relayer is paused")
+        if pol.whitelist_receivers and req.to is not None and \
+                req.to.lower() not in {a.lower() for a in pol.whitelist_receivers}:
+            raise Rejected(f"to: {req.to} is not in the relayer's whitelist_receivers")
+        if req.gas_limit is None and pol.gas_limit_estimation is False:
+            raise Rejected("gas_limit: required because the relayer's gas_limit_estimation policy is off")
+        cap = pol.gas_price_cap
+        for name in ("gas_price", "max_fee_per_gas"):
+            value = getattr(req, name)
+            if cap is not None and value is not None and value > cap:
+                raise Rejected(f"{name}: {value} exceeds the relayer's gas_price_cap {cap}")
+        if req.max_fee_per_gas is not None and not self.cfg.network.eip1559:
+            raise Rejected(f"max_fee_per_gas: network {self.cfg.network.name} has no eip1559 feature")
+        if pol.min_balance is not None and self.balance is not None and self.balance < pol.min_balance:
+            raise Rejected(f"Relayer balance {self.balance} is below its min_balance {pol.min_balance}")
+
+    async def submit(self, req: EvmTransactionRequest) -> TxRecord:
+        self._check_policies(req)
+        rec = TxRecord(
+            id=str(uuid.uuid4()), relayer_id=self.cfg.relayer_id, from_address=self.signer.address,
+            status=PENDING, created_at=now_iso(), value=req.value,
+            to=None if req.to is None else to_checksum_address(req.to),
+            data=req.data, gas_limit=req.gas_limit, speed=req.speed, gas_price=req.gas_price,
+            max_fee_per_gas=req.max_fee_per_gas, max_priority_fee_per_gas=req.max_priority_fee_per_gas,
+            valid_until=req.valid_until,
+        )
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.set(self.keys.transaction(rec.id), rec.to_json())
+        pipe.sadd(self.keys.pending, rec.id)
+        pipe.rpush(self.keys.queue_active, rec.id)
+        await pipe.execute()
+        self.metrics.created()
+        # Like OZ, webhooks report status changes; acceptance itself is answered by this response.
+        self.metrics.status(PENDING)
+        return rec
+
+    async def get(self, tx_id: str) -> TxRecord | None:
+        raw = await self.redis.get(self.keys.transaction(tx_id))
+        return None if raw is None else TxRecord.from_json(raw)
+
+    async def live_balance(self) -> int:
+        try:
+            self.balance = int(await self.rpc.call("eth_getBalance", [self.signer.address, "latest"]), 16)
+        except (RpcError, RpcTransportError):
+            if self.balance is None:
+                raise
+        return self.balance
+
+    async def pending_count(self) -> int:
+        return int(await self.redis.scard(self.keys.pending))
+
+    async def last_confirmed_at(self) -> str | None:
+        raw = await self.redis.get(self.keys.last_confirmed)
+        return None if raw is None else str(raw)
+
+    async def queue_depth(self) -> int:
+        return int(await self.redis.llen(self.keys.queue_active))
+
+    # ---- lifecycle ------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self._recover()
+        self.ready = True
+        self._tasks = [asyncio.create_task(self._guard(fn), name=fn.__name__)
+                       for fn in (self._intake, self._sender, self._tracker, self._sampler)]
+
+    async def stop(self) -> None:
+        self.ready = False
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _guard(self, loop: Any) -> None:
+        # A failing loop (Redis or node outage) must not stop the relayer: back off and go on. The first
+        # failure is logged with its traceback, repeats only as one line every half minute.
+        failures, last_logged = 0, 0.0
+        while True:
+            started = time.monotonic()
+            try:
+                await loop()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if time.monotonic() - started > 60:
+                    failures = 0  # it had recovered: this is a new outage
+                failures += 1
+                if failures == 1:
+                    log.exception("%s failed; retrying", loop.__name__)
+                    last_logged = time.monotonic()
+                elif time.monotonic() - last_logged > 30:
+                    log.warning("%s still failing (%d times): %s: %s", loop.__name__, failures,
+                                type(exc).__name__, exc)
+                    last_logged = time.monotonic()
+                await asyncio.sleep(min(5.0, 0.5 * failures))
+
+    async def _recover(self) -> None:
+        keys = self.keys
+        while await self.redis.lmove(keys.queue_inflight, keys.queue_active, "RIGHT", "LEFT"):
+            pass
+        ids = sorted(await self.redis.smembers(keys.pending))
+        records = [TxRecord.from_json(r) for r in await self.redis.mget([keys.transaction(i) for i in ids])
+                   if r is not None] if ids else []
+        held = [r.nonce for r in records if r.nonce is not None and r.status in (SENT, SUBMITTED, MINED)]
+        stored_next = await self.redis.get(keys.nonce_next)
+        stored_free = [int(n) for n in await self.redis.zrange(keys.nonce_free, 0, -1)]
+        pending_count, latest_count = await self.rpc.batch([
+            ("eth_getTransactionCount", [self.signer.address, "pending"]),
+            ("eth_getTransactionCount", [self.signer.address, "latest"]),
+        ])
+        for result in (pending_count, latest_count):
+            if isinstance(result, Exception):
+                raise result
+        self.nonces.load(None if stored_next is None else int(stored_next), stored_free,
+                         int(pending_count, 16), int(latest_count, 16), max(held) if held else None)
+        for rec in records:
+            if rec.status == SENT:
+                self._sent[rec.id] = (rec, 0.0)
+            elif rec.status == SUBMITTED:
+                self._submitted[rec.id] = rec
+            elif rec.status == MINED:
+                self._mined[rec.id] = rec
+        pipe = self.redis.pipeline(transaction=True)
+        self.nonces.persist(pipe, keys)
+        await pipe.execute()
+        await self.live_balance()
+        log.info("recovered: next nonce %d, free %s, %d sent, %d submitted, %d mined, %d queued",
+                 self.nonces.next, self.nonces.free, len(self._sent), len(self._submitted), len(self._mined),
+                 await self.queue_depth())
+
+    # ---- persistence ----------------------------------------------------------------------------------
+
+    def _notify(self, rec: TxRecord) -> None:
+        self.metrics.status(rec.status)
+        if self.notifier is not None:
+            self.notifier.notify(rec.response())
+
+    async def _persist(self, records: list[TxRecord], *, done_ids: list[str] | tuple[str, ...] = (),
+                       nonces: bool = False, notify: bool = True) -> None:
+        pipe = self.redis.pipeline(transaction=True)
+        confirmed_at = None
+        for rec in records:
+            pipe.set(self.keys.transaction(rec.id), rec.to_json())
+            if rec.is_final:
+                pipe.srem(self.keys.pending, rec.id)
+            if rec.status == CONFIRMED:
+                confirmed_at = rec.confirmed_at
+        for tx_id in done_ids:
+            pipe.lrem(self.keys.queue_inflight, 1, tx_id)
+        if nonces:
+            self.nonces.persist(pipe, self.keys)
+        if confirmed_at is not None:
+            pipe.set(self.keys.last_confirmed, confirmed_at)
+        await pipe.execute()
+        if notify:
+            for rec in records:
+                self._notify(rec)
+
+    @staticmethod
+    def _fail(rec: TxRecord, reason: str) -> None:
+        rec.status = FAILED
+        rec.status_reason = reason
+        rec.raw = None
+
+    # ---- intake: queue -> priced transactions ---------------------------------------------------------
+
+    async def _intake(self) -> None:
+        keys = self.keys
+        while True:
+            self._intake_busy = False
+            first = await self.redis.blmove(keys.queue_active, keys.queue_inflight, 1, "LEFT", "RIGHT")
+            if first is None:
+                continue
+            self._intake_busy = True
+            pipe = self.redis.pipeline(transaction=False)
+            for _ in range(INTAKE_BATCH - 1):
+                pipe.lmove(keys.queue_active, keys.queue_inflight, "LEFT", "RIGHT")
+            ids = [first, *(i for i in await pipe.execute() if i)]
+            raws = await self.redis.mget([keys.transaction(i) for i in ids])
+            records: list[TxRecord] = []
+            stale: list[str] = []
+            for tx_id, raw in zip(ids, raws, strict=True):
+                rec = None if raw is None else TxRecord.from_json(raw)
+                if rec is None or rec.status != PENDING:
+                    stale.append(tx_id)
+                else:
+                    records.append(rec)
+            if stale:
+                await self._persist([], done_ids=stale)
+            ready = await self._price(records)
+            for rec in ready:
+                await self._prepared.put(rec)
+
+    async def _price(self, records: list[TxRecord]) -> list[TxRecord]:
+        """Fill in gas limits and fees; transactions that cannot be priced fail here, before any nonce."""
+        failed: list[TxRecord] = []
+        while True:
+            try:
+                need_gas = [r for r in records if r.gas_limit is None]
+                estimates = await self.rpc.batch([("eth_estimateGas", [self._call_object(r)])
+                                                  for r in need_gas])
+                for rec, est in zip(need_gas, estimates, strict=True):
+                    if isinstance(est, RpcTransportError):
+                        raise est
+                    if isinstance(est, RpcError):
+                        self._fail(rec, f"gas estimation failed: {est.message}")
+                        failed.append(rec)
+                    else:
+                        rec.gas_limit = int(est, 16) * (100 + GAS_LIMIT_BUFFER_PCT) // 100
+                for rec in records:
+                    if rec.status == FAILED or rec.gas_price is not None or rec.max_fee_per_gas is not None:
+                        continue
+                    rec.speed = rec.speed or DEFAULT_SPEED
+                    fees = await (self.fees.eip1559 if self._use_eip1559 else self.fees.legacy)(rec.speed)
+                    rec.gas_price = fees.gas_price
+                    rec.max_fee_per_gas = fees.max_fee_per_gas
+                    rec.max_priority_fee_per_gas = fees.max_priority_fee_per_gas
+                break
+            except RpcTransportError as exc:
+                # Nothing was signed yet: waiting and pricing again is always safe.
+                log.warning("pricing: node unreachable (%s); retrying", exc)
+                await asyncio.sleep(1)
+        if failed:
+            await self._persist(failed, done_ids=[r.id for r in failed])
+        return [r for r in records if r.status != FAILED]
+
+    # ---- sender: nonce, sign, persist, broadcast ------------------------------------------------------
+
+    async def _sender(self) -> None:
+        while True:
+            batch: list[TxRecord] = []
+            # Queue.get only takes an item once it resumes, so a timeout never loses one.
+            with contextlib.suppress(TimeoutError):
+                batch.append(await asyncio.wait_for(self._prepared.get(), timeout=0.5))
+            while batch and len(batch) < SEND_BATCH and not self._prepared.empty():
+                batch.append(self._prepared.get_nowait())
+            if self._retry:
+                batch, self._retry = self._retry + batch, []
+            if batch:
+                await self._sign_and_send(batch)
+            await self._rebroadcast()
+            await self._fill_gaps()
+
+    def _call_object(self, rec: TxRecord) -> dict[str, Any]:
+        call = {"from": self.signer.address, "value": hex(rec.value), "data": rec.data or "0x"}
+        if rec.to is not None:
+            call["to"] = rec.to
+        return call
+
+    def _tx_dict(self, rec: TxRecord, nonce: int) -> dict[str, Any]:
+        tx: dict[str, Any] = {"chainId": self.cfg.network.chain_id, "nonce": nonce, "gas": rec.gas_limit,
+                              "value": rec.value, "data": rec.data or "0x"}
+        if rec.to is not None:
+            tx["to"] = rec.to
+        if rec.max_fee_per_gas is not None:
+            tx["maxFeePerGas"] = rec.max_fee_per_gas
+            tx["maxPriorityFeePerGas"] = rec.max_priority_fee_per_gas
+            tx["type"] = 2
+        else:
+            tx["gasPrice"] = rec.gas_price
+        return tx
+
+    async def _sign_and_send(self, batch: list[TxRecord]) -> None:
+        now = time.time()
+        signed: list[TxRecord] = []
+        finished: list[TxRecord] = []
+        for rec in batch:
+            if rec.valid_until is not None and parse_timestamp(rec.valid_until) <= now:
+                rec.status = EXPIRED
+                rec.status_reason = "valid_until passed before submission"
+                rec.raw = None
+                finished.append(rec)
+                continue
+            nonce = self.nonces.allocate()
+            try:
+                tx = self.signer.sign(self._tx_dict(rec, nonce))
+            except Exception as exc:  # a malformed field is this transaction's problem, not the batch's
+                self.nonces.release(nonce)
+                self._fail(rec, f"signing failed: {type(exc).__name__}")
+                finished.append(rec)
+                continue
+            rec.nonce = nonce
+            rec.hash = "0x" + tx.hash.hex()
+            rec.raw = "0x" + tx.raw_transaction.hex()
+            rec.signature = {"r": f"{tx.r:064x}", "s": f"{tx.s:064x}", "v": tx.v,
+                             "sig": f"{tx.r:064x}{tx.s:064x}{tx.v:02x}"}
+            rec.status = SENT
+            rec.sent_at = now_iso()
+            signed.append(rec)
+        # Nonce state and signed bytes are durable before anything leaves: a crash from here on
+        # re-broadcasts the same bytes instead of signing the nonce twice.
+        await self._persist(signed + finished, done_ids=[r.id for r in batch], nonces=True)
+        for rec in signed:
+            self._sent[rec.id] = (rec, time.monotonic())
+        await self._broadcast(signed)
+
+    async def _broadcast(self, records: list[TxRecord], *, rebroadcast: bool = False) -> None:
+        if not records:
+            return
+        try:
+            results = await self.rpc.batch([("eth_sendRawTransaction", [r.raw]) for r in records])
+        except (RpcTransportError, RpcError) as exc:
+            log.warning("broadcast of %d transactions got no answer (%s); will re-broadcast",
+                        len(records), exc)
+            for rec in records:
+                self._sent[rec.id] = (rec, time.monotonic())
+            return
+        submitted: list[TxRecord] = []
+        failed: list[TxRecord] = []
+        conflicts: list[TxRecord] = []
+        for rec, res in zip(records, results, strict=True):
+            if isinstance(res, RpcTransportError):
+                self._sent[rec.id] = (rec, time.monotonic())
+                continue
+            if isinstance(res, RpcError) and not _matches(res, _KNOWN):
+                if _matches(res, _NONCE_TAKEN):
+                    if rebroadcast:
+                        # Our own earlier, unanswered broadcast may have landed: let the receipt decide.
+                        submitted.append(rec)
+                    else:
+                        conflicts.append(rec)
+                    continue
+                assert rec.nonce is not None
+                self.nonces.release(rec.nonce)
+                self._fail(rec, f"rejected by the node: {res.message}")
+                failed.append(rec)
+                continue
+            submitted.append(rec)
+        for rec in submitted:
+            rec.status = SUBMITTED
+            self._sent.pop(rec.id, None)
+            self._conflicts.pop(rec.id, None)
+        for rec in failed:
+            self._sent.pop(rec.id, None)
+        for rec in conflicts:
+            self._sent.pop(rec.id, None)
+        await self._persist(submitted + failed, nonces=bool(failed))
+        for rec in submitted:
+            self._submitted[rec.id] = rec
+        if conflicts:
+            await self._resign(conflicts)
+
+    async def _resign(self, conflicts: list[TxRecord]) -> None:
+        """Another transaction took these nonces (the key was used elsewhere): move past it and sign again."""
+        count = int(await self.rpc.call("eth_getTransactionCount", [self.signer.address, "pending"]), 16)
+        self.nonces.resync(count)
+        log.warning("nonce conflict: node expects %d; re-signing %d transactions", count, len(conflicts))
+        give_up: list[TxRecord] = []
+        for rec in conflicts:
+            self._conflicts[rec.id] = self._conflicts.get(rec.id, 0) + 1
+            if self._conflicts[rec.id] > MAX_NONCE_CONFLICTS:
+                self._fail(rec, "nonce kept being taken by other transactions")
+                give_up.append(rec)
+            else:
+                self._retry.append(rec)
+        await self._persist(give_up, nonces=True)
+
+    async def _rebroadcast(self) -> None:
+        cutoff = time.monotonic() - REBROADCAST_AFTER
+        due = [rec for rec, at in list(self._sent.values()) if at <= cutoff]
+        if due:
+            await self._broadcast(due[:SEND_BATCH], rebroadcast=True)
+
+    async def _fill_gaps(self) -> None:
+        """Fill a nonce the node refused with a no-op self-transfer once nothing else is waiting for it."""
+        free = self.nonces.free
+        if not free or self._retry or not self._prepared.empty() or self._intake_busy:
+            return
+        if time.monotonic() - self._last_gap_fill < 1.0 or await self.queue_depth():
+            return
+        self._last_gap_fill = time.monotonic()
+        fees = await (self.fees.eip1559 if self._use_eip1559 else self.fees.legacy)("fast")
+        noop = TxRecord(id="noop", relayer_id=self.cfg.relayer_id, from_address=self.signer.address,
+                        status=PENDING, created_at=now_iso(), value=0, to=self.signer.address,
+                        gas_limit=NOOP_GAS, gas_price=fees.gas_price, max_fee_per_gas=fees.max_fee_per_gas,
+                        max_priority_fee_per_gas=fees.max_priority_fee_per_gas)
+        raws = ["0x" + self.signer.sign(self._tx_dict(noop, n)).raw_transaction.hex() for n in free]
+        try:
+            results = await self.rpc.batch([("eth_sendRawTransaction", [raw]) for raw in raws])
+        except (RpcTransportError, RpcError) as exc:
+            log.warning("gap fill got no answer (%s); will retry", exc)
+            return
+        for nonce, res in zip(free, results, strict=True):
+            if not isinstance(res, Exception) or (isinstance(res, RpcError) and _matches(res, _KNOWN)):
+                self.nonces.take(nonce)
+                log.info("filled nonce %d with a no-op self-transfer", nonce)
+            else:
+                log.warning("gap fill for nonce %d refused: %s", nonce, res)
+        pipe = self.redis.pipeline(transaction=True)
+        self.nonces.persist(pipe, self.keys)
+        await pipe.execute()
+
+    # ---- tracker: submitted -> mined -> confirmed -----------------------------------------------------
+
+    async def _tracker(self) -> None:
+        required = self.cfg.network.required_confirmations
+        while True:
+            await asyncio.sleep(self._poll)
+            if not self._submitted and not self._mined:
+                continue
+            watching = list(self._submitted.values())[:RECEIPT_BATCH]
+            try:
+                results = await self.rpc.batch([("eth_blockNumber", []),
+                                                *(("eth_getTransactionReceipt", [r.hash]) for r in watching)])
+            except (RpcTransportError, RpcError) as exc:
+                log.warning("tracker: %s", exc)
+                continue
+            if isinstance(results[0], Exception):
+                continue
+            head = int(results[0], 16)
+            changed: list[TxRecord] = []
+            events: list[dict[str, Any]] = []
+            for rec, receipt in zip(watching, results[1:], strict=True):
+                if receipt is None or isinstance(receipt, Exception):
+                    continue
+                del self._submitted[rec.id]
+                rec.raw = None
+                rec.mined_block = int(receipt["blockNumber"], 16)
+                if int(receipt.get("status", "0x1"), 16) == 1:
+                    rec.status = MINED
+                    self._mined[rec.id] = rec
+                else:
+                    self._fail(rec, "Transaction reverted")
+                events.append(rec.response())
+                changed.append(rec)
+            for rec in list(self._mined.values()):
+                assert rec.mined_block is not None
+                if head - rec.mined_block + 1 >= required:
+                    del self._mined[rec.id]
+                    rec.status = CONFIRMED
+                    rec.confirmed_at = now_iso()
+                    events.append(rec.response())
+                    if rec not in changed:
+                        changed.append(rec)
+            if changed:
+                await self._persist(changed, notify=False)
+                for event in events:
+                    self.metrics.status(event["status"])
+                    if self.notifier is not None:
+                        self.notifier.notify(event)
+
+    # ---- sampler: balance and gauges ------------------------------------------------------------------
+
+    async def _sampler(self) -> None:
+        while True:
+            with contextlib.suppress(RpcError, RpcTransportError):
+                await self.live_balance()
+            self.metrics.gauges(queue_depth=await self.queue_depth(), pending=await self.pending_count(),
+                                balance=self.balance, next_nonce=self.nonces.next)
+            await asyncio.sleep(2.0)

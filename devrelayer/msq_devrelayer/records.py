@@ -1,0 +1,97 @@
+"""A relayed transaction as stored in Redis, and its OZ `EvmTransactionResponse` rendering."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass, fields
+from typing import Any
+
+PENDING = "pending"
+SENT = "sent"
+SUBMITTED = "submitted"
+MINED = "mined"
+CONFIRMED = "confirmed"
+FAILED = "failed"
+CANCELED = "canceled"
+EXPIRED = "expired"
+FINAL = frozenset({CONFIRMED, FAILED, CANCELED, EXPIRED})
+
+
+def now_iso() -> str:
+    return dt.datetime.now(dt.UTC).isoformat()
+
+
+@dataclass(slots=True)
+class TxRecord:
+    id: str
+    relayer_id: str
+    from_address: str
+    status: str
+    created_at: str
+    value: int
+    to: str | None = None
+    data: str | None = None
+    gas_limit: int | None = None
+    speed: str | None = None
+    gas_price: int | None = None
+    max_fee_per_gas: int | None = None
+    max_priority_fee_per_gas: int | None = None
+    valid_until: str | None = None
+    status_reason: str | None = None
+    sent_at: str | None = None
+    confirmed_at: str | None = None
+    nonce: int | None = None
+    hash: str | None = None
+    # The signed bytes are kept until the node has them, so a restart can broadcast the very same
+    # transaction again instead of signing a second one with the same nonce.
+    raw: str | None = None
+    signature: dict[str, Any] | None = None
+    mined_block: int | None = None
+
+    def to_json(self) -> str:
+        return json.dumps({name: getattr(self, name) for name in _FIELDS}, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> TxRecord:
+        data = json.loads(text)
+        return cls(**{k: v for k, v in data.items() if k in _FIELD_SET})
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL
+
+    def response(self) -> dict[str, Any]:
+        """OZ's EvmTransactionResponse. Absent optional values are left out (OZ's OpenAPI types them as
+        non-nullable strings); the nullable ones (`status_reason`, `gas_limit`, `signature`, `speed`) are
+        always present."""
+        out: dict[str, Any] = {
+            "id": self.id,
+            "status": self.status,
+            "status_reason": self.status_reason,
+            "created_at": self.created_at,
+            "value": str(self.value),
+            "from": self.from_address,
+            "relayer_id": self.relayer_id,
+            "gas_limit": self.gas_limit,
+            "signature": self.signature,
+            "speed": self.speed,
+        }
+        optional = {
+            "hash": self.hash,
+            "sent_at": self.sent_at,
+            "confirmed_at": self.confirmed_at,
+            "nonce": self.nonce,
+            "to": self.to,
+            "data": self.data,
+            "gas_price": None if self.gas_price is None else str(self.gas_price),
+            "max_fee_per_gas": None if self.max_fee_per_gas is None else str(self.max_fee_per_gas),
+            "max_priority_fee_per_gas": (None if self.max_priority_fee_per_gas is None
+                                         else str(self.max_priority_fee_per_gas)),
+        }
+        out.update({k: v for k, v in optional.items() if v is not None})
+        return out
+
+
+_FIELDS = tuple(f.name for f in fields(TxRecord))
+_FIELD_SET = frozenset(_FIELDS)

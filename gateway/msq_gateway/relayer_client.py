@@ -1,0 +1,160 @@
+"""Calls to OZ Relayer's REST API over one shared HTTP client, with the accepted/not-accepted/unknown split.
+
+The split decides whether a transaction may be retried on another relayer:
+- `NotAccepted`: certainly not accepted. Either the request never left (connection refused, connect timeout,
+  no pooled connection in time), or the relayer answered with its `{success: false, error}` envelope.
+- `OutcomeUnknown`: it may have been accepted (read timeout after sending, connection dropped mid-response, a
+  response that is not the relayer's envelope). Retrying elsewhere could send the transaction twice.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from msq_gateway.runtime import RelayerTarget
+
+
+class NotAccepted(Exception):
+    def __init__(self, relayer_id: str, reason: str, *, unreachable: bool, status: int | None = None) -> None:
+        super().__init__(f"relayer {relayer_id}: {reason}")
+        self.relayer_id = relayer_id
+        self.reason = reason
+        self.unreachable = unreachable
+        self.status = status
+
+
+class OutcomeUnknown(Exception):
+    def __init__(self, relayer_id: str, reason: str) -> None:
+        super().__init__(f"relayer {relayer_id}: {reason}")
+        self.relayer_id = relayer_id
+        self.reason = reason
+
+
+class RelayerError(Exception):
+    """A read (status, transaction) failed; harmless, callers fall back."""
+
+
+@dataclass(frozen=True)
+class RelayerStatus:
+    pending: int
+    paused: bool
+    disabled: bool
+    nonce: int | None
+    balance: int | None
+
+
+# Errors raised before any byte of the request reached the relayer.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+
+
+def new_http_client(max_connections: int = 512) -> httpx.AsyncClient:
+    """The one client of the process: connection pooling is what keeps a relay call cheap.
+
+    Idle connections are dropped before the usual 5 s server keep-alive, so a request is not written onto a
+    connection the server is closing, which would make its outcome unknown.
+    """
+    return httpx.AsyncClient(
+        limits=httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections, keepalive_expiry=4.0
+        ),
+        timeout=httpx.Timeout(5.0),
+        follow_redirects=False,
+        trust_env=False,
+    )
+
+
+def _envelope(resp: httpx.Response) -> dict[str, Any] | None:
+    try:
+        body = json.loads(resp.content)
+    except ValueError:
+        return None
+    if isinstance(body, dict) and isinstance(body.get("success"), bool):
+        return body
+    return None
+
+
+async def submit_transaction(
+    http: httpx.AsyncClient,
+    relayer: RelayerTarget,
+    payload: dict[str, Any],
+    *,
+    connect_timeout: float,
+    read_timeout: float,
+) -> dict[str, Any]:
+    """POST one transaction; returns the relayer's transaction object (with `id` and `status`)."""
+    timeout = httpx.Timeout(
+        connect=connect_timeout, read=read_timeout, write=read_timeout, pool=connect_timeout
+    )
+    try:
+        resp = await http.post(
+            relayer.transactions_url,
+            json=payload,
+            timeout=timeout,
+            headers={"Authorization": relayer.auth_header},
+        )
+    except _NOT_SENT as exc:
+        raise NotAccepted(relayer.id, f"unreachable: {type(exc).__name__}", unreachable=True) from exc
+    except httpx.HTTPError as exc:
+        raise OutcomeUnknown(relayer.id, f"{type(exc).__name__} after sending: {exc}") from exc
+    env = _envelope(resp)
+    if env is None:
+        raise OutcomeUnknown(relayer.id, f"HTTP {resp.status_code} without the relayer's response envelope")
+    if not env["success"]:
+        raise NotAccepted(
+            relayer.id,
+            str(env.get("error") or f"HTTP {resp.status_code}"),
+            unreachable=False,
+            status=resp.status_code,
+        )
+    data = env.get("data")
+    if resp.status_code >= 300 or not isinstance(data, dict) or not isinstance(data.get("id"), str):
+        raise OutcomeUnknown(relayer.id, f"HTTP {resp.status_code} success envelope without a transaction id")
+    return data
+
+
+async def get_transaction(
+    http: httpx.AsyncClient, relayer: RelayerTarget, tx_id: str, timeout: float
+) -> dict[str, Any]:
+    try:
+        resp = await http.get(
+            f"{relayer.transactions_url}/{tx_id}",
+            timeout=timeout,
+            headers={"Authorization": relayer.auth_header},
+        )
+    except httpx.HTTPError as exc:
+        raise RelayerError(f"relayer {relayer.id}: {type(exc).__name__}") from exc
+    env = _envelope(resp)
+    if env is None or not env["success"] or not isinstance(env.get("data"), dict):
+        raise RelayerError(f"relayer {relayer.id}: HTTP {resp.status_code} reading transaction {tx_id}")
+    return env["data"]
+
+
+def _int_or_none(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+async def get_status(http: httpx.AsyncClient, relayer: RelayerTarget, timeout: float) -> RelayerStatus:
+    try:
+        resp = await http.get(
+            relayer.status_url, timeout=timeout, headers={"Authorization": relayer.auth_header}
+        )
+    except httpx.HTTPError as exc:
+        raise RelayerError(f"relayer {relayer.id}: {type(exc).__name__}") from exc
+    env = _envelope(resp)
+    if env is None or not env["success"] or not isinstance(env.get("data"), dict):
+        raise RelayerError(f"relayer {relayer.id}: HTTP {resp.status_code} reading status")
+    data = env["data"]
+    return RelayerStatus(
+        pending=_int_or_none(data.get("pending_transactions_count")) or 0,
+        paused=bool(data.get("paused")),
+        disabled=bool(data.get("system_disabled")),
+        nonce=_int_or_none(data.get("nonce")),
+        balance=_int_or_none(data.get("balance")),
+    )

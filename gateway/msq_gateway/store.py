@@ -1,0 +1,174 @@
+"""Transaction records in Redis: gateway id -> (client, relayer, relayer transaction id, status).
+
+Statuses only move forward (pending < sent < submitted < mined < terminal) and a terminal status never
+changes, so webhooks arriving out of order, duplicated, or racing a status poll cannot regress a record. The
+compare and set runs as one Lua script, atomic in Redis.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+
+TERMINAL = frozenset({"confirmed", "failed", "canceled", "expired"})
+KNOWN = frozenset({"pending", "sent", "submitted", "mined", *TERMINAL})
+
+# Moves one record forward and returns {gid, changed, previous status, the record as a flat HGETALL list}, or
+# {} when there is no such record. With ARGV[5] == "1", KEYS[1] is the (relayer, transaction) index and the
+# record key is ARGV[6] .. gid: one round trip for a webhook. (The derived key makes this single-node Redis
+# only, as is the rest of the store.)
+_UPDATE = """
+local key = KEYS[1]
+local gid = ARGV[7]
+if ARGV[5] == '1' then
+  gid = redis.call('GET', KEYS[1])
+  if not gid then return {} end
+  key = ARGV[6] .. gid
+end
+local cur = redis.call('HGET', key, 'status')
+if not cur then return {} end
+local rank = {unknown=-1, pending=0, sent=1, submitted=2, mined=3,
+              confirmed=4, failed=4, canceled=4, expired=4}
+local rc = rank[cur] or -1
+local rn = rank[ARGV[1]]
+local changed = 0
+if rn ~= nil and rc < 4 and rn >= rc then
+  if cur ~= ARGV[1] then
+    redis.call('HSET', key, 'status', ARGV[1])
+    changed = 1
+  end
+  if ARGV[2] ~= '' and redis.call('HGET', key, 'hash') ~= ARGV[2] then
+    redis.call('HSET', key, 'hash', ARGV[2])
+    changed = 1
+  end
+  if ARGV[3] ~= '' then redis.call('HSET', key, 'reason', ARGV[3]) end
+  if changed == 1 then redis.call('HSET', key, 'updatedAt', ARGV[4]) end
+end
+return {gid, changed, cur, redis.call('HGETALL', key)}
+"""
+
+
+@dataclass(frozen=True)
+class Update:
+    """Outcome of a status update: the record after it, and what it was before."""
+
+    record: TxRecord
+    changed: bool
+    previous: str
+
+
+@dataclass(frozen=True)
+class TxRecord:
+    id: str
+    kind: str
+    client: str
+    relayer_id: str
+    tx_id: str | None
+    status: str
+    hash: str | None
+    reason: str | None
+    created_at: float
+    updated_at: float
+    # gasless only: the reserved (signer, nonce), released if the transaction fails
+    nonce_key: str | None = None
+
+    @classmethod
+    def from_hash(cls, gid: str, h: dict[str, str]) -> TxRecord:
+        return cls(
+            id=gid,
+            kind=h.get("kind", "direct"),
+            client=h.get("client", ""),
+            relayer_id=h.get("relayerId", ""),
+            tx_id=h.get("txId") or None,
+            status=h.get("status", "unknown"),
+            hash=h.get("hash") or None,
+            reason=h.get("reason") or None,
+            created_at=float(h.get("createdAt", 0)),
+            updated_at=float(h.get("updatedAt", 0)),
+            nonce_key=h.get("nonceKey") or None,
+        )
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class TxStore:
+    def __init__(self, redis: Redis, prefix: str) -> None:
+        self.redis = redis
+        self.prefix = prefix
+        self._update = redis.register_script(_UPDATE)
+
+    def _key(self, gid: str) -> str:
+        return f"{self.prefix}:tx:{gid}"
+
+    def _index(self, relayer_id: str, tx_id: str) -> str:
+        return f"{self.prefix}:oz:{relayer_id}:{tx_id}"
+
+    async def create(
+        self,
+        gid: str,
+        *,
+        kind: str,
+        client: str,
+        relayer_id: str,
+        tx_id: str | None,
+        status: str,
+        hash: str | None,
+        ttl: int,
+        nonce_key: str | None = None,
+    ) -> TxRecord:
+        now = time.time()
+        fields: dict[str, Any] = {
+            "kind": kind,
+            "client": client,
+            "relayerId": relayer_id,
+            "txId": tx_id or "",
+            "status": status,
+            "hash": hash or "",
+            "createdAt": repr(now),
+            "updatedAt": repr(now),
+            "nonceKey": nonce_key or "",
+        }
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(self._key(gid), mapping=fields)
+            pipe.expire(self._key(gid), ttl)
+            if tx_id:
+                pipe.set(self._index(relayer_id, tx_id), gid, ex=ttl)
+            await pipe.execute()
+        return TxRecord(gid, kind, client, relayer_id, tx_id, status, hash, None, now, now, nonce_key)
+
+    async def get(self, gid: str) -> TxRecord | None:
+        h = await self.redis.hgetall(self._key(gid))
+        return TxRecord.from_hash(gid, h) if h else None
+
+    async def update_status(
+        self, gid: str, status: str, hash: str | None, reason: str | None
+    ) -> Update | None:
+        """Move record `gid` forward; None if there is no such record."""
+        return await self._apply(self._key(gid), "0", gid, status, hash, reason)
+
+    async def update_by_transaction(
+        self, relayer_id: str, tx_id: str, status: str, hash: str | None, reason: str | None
+    ) -> Update | None:
+        """Move forward the record of a relayer's transaction; None if the gateway has no such record."""
+        return await self._apply(self._index(relayer_id, tx_id), "1", "", status, hash, reason)
+
+    async def _apply(
+        self, key: str, by_index: str, gid: str, status: str, hash: str | None, reason: str | None
+    ) -> Update | None:
+        if status not in KNOWN:
+            status = "?"  # has no rank: the script then only reads the record
+        out = await self._update(
+            keys=[key],
+            args=[status, hash or "", reason or "", repr(time.time()), by_index, f"{self.prefix}:tx:", gid],
+        )
+        if not out:
+            return None
+        gid, changed, previous, flat = out
+        fields = dict(zip(flat[::2], flat[1::2], strict=True))
+        return Update(TxRecord.from_hash(gid, fields), bool(changed), previous)
