@@ -99,7 +99,9 @@ class HttpPoster:
             if 100 <= status < 200:
                 continue  # an interim response; the real one follows
             break
-        if chunked:
+        if status in (204, 304):
+            pass  # no body by definition, whatever the headers say
+        elif chunked:
             while True:
                 size = int((await conn.reader.readline()).split(b";")[0].strip() or b"0", 16)
                 if size == 0:

@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import json
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -25,6 +26,10 @@ from msq_devrelayer.records import now_iso
 log = logging.getLogger(__name__)
 
 RETRY_DELAYS = (0.2, 1.0, 3.0)
+# While the receiver is down, events pile up faster than retries drain them; past this many waiting, new
+# events are dropped (and counted) rather than growing memory without bound.
+MAX_WAITING = 20_000
+WARN_EVERY = 10.0
 
 
 def sign_body(body: bytes, key: str) -> str:
@@ -46,16 +51,31 @@ class Notifier:
         self._on_result = on_result
         self._url = url
         self._key = signing_key
-        self._queue: asyncio.Queue[bytes] = asyncio.Queue()
+        self._queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=MAX_WAITING)
         self._workers = workers
         self._tasks: list[asyncio.Task[None]] = []
         self._poster = HttpPoster(url, timeout=5.0, max_idle=workers)
+        self._failed_since_warning = 0
+        self._last_warning = -WARN_EVERY
 
     def start(self) -> None:
         self._tasks = [asyncio.create_task(self._run(), name=f"webhook-{i}") for i in range(self._workers)]
 
     def notify(self, transaction: dict[str, Any]) -> None:
-        self._queue.put_nowait(transaction_update(transaction))
+        try:
+            self._queue.put_nowait(transaction_update(transaction))
+        except asyncio.QueueFull:
+            self._dropped("queue full")
+
+    def _dropped(self, reason: str) -> None:
+        if self._on_result is not None:
+            self._on_result(False)
+        self._failed_since_warning += 1
+        now = time.monotonic()
+        if now - self._last_warning >= WARN_EVERY:
+            log.warning("%d webhooks to %s dropped since the last warning (latest: %s)",
+                        self._failed_since_warning, self._url, reason)
+            self._failed_since_warning, self._last_warning = 0, now
 
     async def drain(self, timeout: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -83,16 +103,15 @@ class Notifier:
                     return True
                 reason = f"HTTP {status}"
             log.debug("webhook attempt %d to %s failed: %s", attempt + 1, self._url, reason)
-        log.warning("webhook to %s dropped after %d attempts: %s", self._url, len(RETRY_DELAYS) + 1, reason)
+        self._dropped(f"{len(RETRY_DELAYS) + 1} attempts failed: {reason}")
         return False
 
     async def _run(self) -> None:
         while True:
             body = await self._queue.get()
             try:
-                ok = await self._deliver(body)
-                if self._on_result is not None:
-                    self._on_result(ok)
+                if await self._deliver(body) and self._on_result is not None:
+                    self._on_result(True)
             except Exception:
                 log.exception("webhook delivery crashed")
             finally:

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 from fastapi import Depends, FastAPI, Header, Query, Request, Security
 from fastapi import Path as PathParam
@@ -20,6 +20,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -31,14 +32,16 @@ from msq_gateway.models import (
     DirectRelayRequest,
     GaslessRelayRequest,
     HealthResponse,
+    Kind,
     NonceResponse,
     RelayAccepted,
     TransactionStatusResponse,
+    TxStatus,
     WebhookAck,
     _address,
 )
 from msq_gateway.relay import Services, after_update, refresh_from_relayer, relay_direct, relay_gasless
-from msq_gateway.relayer_client import new_http_client
+from msq_gateway.relayer_client import Upstreams
 from msq_gateway.routing import Router
 from msq_gateway.runtime import Client, ConfigWatcher, Snapshot, load_snapshot
 from msq_gateway.webhooks import parse_notification, signers_of
@@ -194,7 +197,8 @@ async def _on_validation_error(request: Request, exc: RequestValidationError) ->
     errors = exc.errors()
     first = errors[0] if errors else {"type": "value_error", "loc": ("body",), "msg": "invalid"}
     if first.get("type") == "json_invalid":
-        detail = (first.get("ctx") or {}).get("error", "invalid JSON")
+        ctx = first.get("ctx")
+        detail = ctx.get("error", "invalid JSON") if isinstance(ctx, dict) else "invalid JSON"
         pos = first["loc"][1] if len(first["loc"]) > 1 else "?"
         return _error_response(
             request,
@@ -228,6 +232,16 @@ async def _on_http_error(request: Request, exc: StarletteHTTPException) -> JSONR
 
 async def _on_gateway_error(request: Request, exc: GatewayError) -> JSONResponse:
     return _error_response(request, exc)
+
+
+async def _on_redis_error(request: Request, exc: RedisError) -> JSONResponse:
+    log.error("redis unavailable on %s %s: %s", request.method, request.url.path, exc)
+    return _error_response(
+        request,
+        GatewayError(
+            "store_unavailable", f"the gateway's store (Redis) is unavailable: {type(exc).__name__}"
+        ),
+    )
 
 
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -319,7 +333,11 @@ async def _idempotent(
         raise
     # Any other failure keeps the claim until it expires: whether a transaction was sent is not known here.
     payload = result.model_dump(by_alias=True, mode="json")
-    await store.finish(got, 202, payload, limits.idempotency_ttl_seconds)
+    try:
+        await store.finish(got, 202, payload, limits.idempotency_ttl_seconds)
+    except RedisError:
+        # Sent: the answer must be 202. The claim stays pending, so retries wait or get 409 until it expires.
+        log.exception("could not record the idempotent result of transaction %s", result.id)
     return JSONResponse(payload, status_code=202)
 
 
@@ -353,21 +371,22 @@ def create_app(config: Path | str | Snapshot | ConfigWatcher, *, watch_interval:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         snap = watcher.current
-        http = new_http_client()
+        upstreams = Upstreams()
         router = Router()
-        gw.svc = Services.create(http, _redis(snap), snap.config.redis.key_prefix, router)
+        gw.svc = Services.create(upstreams, _redis(snap), snap.config.redis.key_prefix, router)
         old_clients: list[Redis] = []
 
         def on_change(new: Snapshot) -> None:
             svc = _svc(gw)
+            upstreams.retire_except({r.url for r in new.relayers})
             if (new.redis_url, new.config.redis.key_prefix) != (snap_redis[0], snap_redis[1]):
                 old_clients.append(svc.redis)
-                gw.svc = Services.create(http, _redis(new), new.config.redis.key_prefix, router)
+                gw.svc = Services.create(upstreams, _redis(new), new.config.redis.key_prefix, router)
                 snap_redis[:] = [new.redis_url, new.config.redis.key_prefix]
 
         snap_redis = [snap.redis_url, snap.config.redis.key_prefix]
         watcher.on_change(on_change)
-        gw.tasks.append(asyncio.create_task(router.run(http, lambda: watcher.current)))
+        gw.tasks.append(asyncio.create_task(router.run(upstreams, lambda: watcher.current)))
         if watcher.interval > 0:
             gw.tasks.append(asyncio.create_task(watcher.run()))
         try:
@@ -381,7 +400,7 @@ def create_app(config: Path | str | Snapshot | ConfigWatcher, *, watch_interval:
             gw.tasks.clear()
             svc = _svc(gw)
             await svc.callbacks.drain()
-            await http.aclose()
+            await upstreams.aclose()
             for r in [svc.redis, *old_clients]:
                 await r.aclose()
 
@@ -398,6 +417,7 @@ def create_app(config: Path | str | Snapshot | ConfigWatcher, *, watch_interval:
     app.add_exception_handler(GatewayError, _on_gateway_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _on_validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _on_http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RedisError, _on_redis_error)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _on_unexpected)
 
     common = ("malformed_json", "invalid_field", "body_too_large", "unsupported_media_type", *_AUTH_ERRORS)
@@ -468,7 +488,11 @@ def create_app(config: Path | str | Snapshot | ConfigWatcher, *, watch_interval:
             raise GatewayError("invalid_field", f"address: {exc}", "address") from None
         forwarder = ctx.snap.config.forwarder.address
         value = await forwarder_nonce(
-            ctx.svc.http, ctx.snap.rpc_url, forwarder, owner, ctx.snap.config.limits.rpc_timeout_seconds
+            ctx.svc.upstreams.rpc,
+            ctx.snap.rpc_url,
+            forwarder,
+            owner,
+            ctx.snap.config.limits.rpc_timeout_seconds,
         )
         return NonceResponse(address=owner, forwarder=forwarder, nonce=str(value))
 
@@ -490,9 +514,9 @@ def create_app(config: Path | str | Snapshot | ConfigWatcher, *, watch_interval:
         rec = await refresh_from_relayer(ctx.svc, ctx.snap, rec)
         return TransactionStatusResponse(
             id=rec.id,
-            kind=rec.kind,
-            status=rec.status,
-            relayer_id=rec.relayer_id,  # type: ignore[arg-type]
+            kind=cast(Kind, rec.kind),
+            status=cast(TxStatus, rec.status),
+            relayer_id=rec.relayer_id,
             transaction_id=rec.tx_id,
             hash=rec.hash,
             status_reason=rec.reason,

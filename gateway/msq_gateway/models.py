@@ -12,6 +12,7 @@ from msq_gateway.config import UINT256_MAX, parse_uint
 _HEX = frozenset("0123456789abcdefABCDEF")
 UINT48_MAX = 2**48 - 1
 Speed = Literal["fastest", "fast", "average", "safeLow"]
+Kind = Literal["direct", "gasless"]
 TxStatus = Literal[
     "pending", "sent", "submitted", "mined", "confirmed", "failed", "canceled", "expired", "unknown"
 ]
@@ -129,7 +130,7 @@ class RelayAccepted(BaseModel):
     """The transaction was accepted by a relayer; follow it with GET /api/v1/relay/status/{id}."""
 
     id: str = Field(description="Gateway transaction id.")
-    kind: Literal["direct", "gasless"]
+    kind: Kind
     status: TxStatus
     relayer_id: str = Field(serialization_alias="relayerId")
     transaction_id: str = Field(
@@ -141,7 +142,7 @@ class RelayAccepted(BaseModel):
 
 class TransactionStatusResponse(BaseModel):
     id: str
-    kind: Literal["direct", "gasless"]
+    kind: Kind
     status: TxStatus
     relayer_id: str = Field(serialization_alias="relayerId")
     transaction_id: str | None = Field(default=None, serialization_alias="transactionId")

@@ -14,28 +14,29 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
-import httpx
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from msq_contracts.forward_request import ForwardRequest, InvalidSignature, encode_execute, recover_signer
 from msq_gateway import metrics
 from msq_gateway.chain import forwarder_nonce
 from msq_gateway.errors import GatewayError
 from msq_gateway.idempotency import Idempotency
-from msq_gateway.models import DirectRelayRequest, GaslessRelayRequest, RelayAccepted
+from msq_gateway.models import DirectRelayRequest, GaslessRelayRequest, Kind, RelayAccepted, TxStatus
 from msq_gateway.quota import Charge, Quotas
 from msq_gateway.relayer_client import (
     NotAccepted,
     OutcomeUnknown,
     RelayerError,
+    Upstreams,
     get_transaction,
     submit_transaction,
 )
 from msq_gateway.routing import Router
 from msq_gateway.runtime import Client, Snapshot
-from msq_gateway.store import TERMINAL, TxRecord, TxStore, Update, new_id
+from msq_gateway.store import KNOWN, TERMINAL, TxRecord, TxStore, Update, new_id
 from msq_gateway.webhooks import CallbackSender
 
 log = logging.getLogger("msq_gateway.relay")
@@ -48,7 +49,7 @@ _NONCE_NOT_USED = frozenset({"failed", "canceled", "expired"})
 class Services:
     """Long-lived clients and stores shared by all requests (one of each per process)."""
 
-    http: httpx.AsyncClient
+    upstreams: Upstreams
     redis: Redis
     store: TxStore
     quotas: Quotas
@@ -57,15 +58,15 @@ class Services:
     callbacks: CallbackSender
 
     @classmethod
-    def create(cls, http: httpx.AsyncClient, redis: Redis, prefix: str, router: Router) -> Services:
+    def create(cls, upstreams: Upstreams, redis: Redis, prefix: str, router: Router) -> Services:
         return cls(
-            http,
+            upstreams,
             redis,
             TxStore(redis, prefix),
             Quotas(redis, prefix),
             Idempotency(redis, prefix),
             router,
-            CallbackSender(http),
+            CallbackSender(upstreams.callbacks),
         )
 
     @property
@@ -161,7 +162,9 @@ async def relay_gasless(
             "signature",
         )
     snap.policy.check("gasless", req.to, req.data, req.value, user=req.from_, field_prefix="request.")
-    onchain = await forwarder_nonce(svc.http, snap.rpc_url, forwarder, req.from_, limits.rpc_timeout_seconds)
+    onchain = await forwarder_nonce(
+        svc.upstreams.rpc, snap.rpc_url, forwarder, req.from_, limits.rpc_timeout_seconds
+    )
     if req.nonce != onchain:
         raise GatewayError(
             "nonce_mismatch",
@@ -216,7 +219,7 @@ async def _relay(
             tried.add(relayer.id)
             try:
                 tx = await submit_transaction(
-                    svc.http,
+                    svc.upstreams.relayer(relayer),
                     relayer,
                     payload,
                     connect_timeout=limits.relay_connect_timeout_seconds,
@@ -267,19 +270,41 @@ async def _relay(
             svc.router.handed(relayer.id)
             charge = None
             status = str(tx.get("status") or "pending").lower()
-            rec = await svc.store.create(
-                new_id(),
-                kind=kind,
-                client=client.name,
-                relayer_id=relayer.id,
-                tx_id=tx["id"],
-                status=status
-                if status in TERMINAL or status in ("pending", "sent", "submitted", "mined")
-                else "pending",
-                hash=tx.get("hash") if isinstance(tx.get("hash"), str) else None,
-                ttl=limits.status_ttl_seconds,
-                nonce_key=nonce_key,
-            )
+            gid = new_id()
+            fields: dict[str, Any] = {
+                "kind": kind,
+                "client": client.name,
+                "relayer_id": relayer.id,
+                "tx_id": tx["id"],
+                "status": status if status in KNOWN else "pending",
+                "hash": tx.get("hash") if isinstance(tx.get("hash"), str) else None,
+                "nonce_key": nonce_key,
+            }
+            try:
+                rec = await svc.store.create(gid, ttl=limits.status_ttl_seconds, **fields)
+            except RedisError:
+                # The relayer has the transaction: answering with an error would invite a duplicate. Status
+                # lookups of this id will not find it; the relayer's own records still have it.
+                log.exception(
+                    "relayer %s accepted transaction %s (id %s) but its record could not be written",
+                    relayer.id,
+                    tx["id"],
+                    gid,
+                )
+                now = time.time()
+                rec = TxRecord(
+                    gid,
+                    kind,
+                    client.name,
+                    relayer.id,
+                    tx["id"],
+                    fields["status"],
+                    fields["hash"],
+                    None,
+                    now,
+                    now,
+                    nonce_key,
+                )
             return accepted_body(rec)
     finally:
         if charge is not None:
@@ -296,9 +321,9 @@ async def _relay(
 def accepted_body(rec: TxRecord) -> RelayAccepted:
     return RelayAccepted(
         id=rec.id,
-        kind=rec.kind,
-        status=rec.status,
-        relayer_id=rec.relayer_id,  # type: ignore[arg-type]
+        kind=cast(Kind, rec.kind),
+        status=cast(TxStatus, rec.status),
+        relayer_id=rec.relayer_id,
         transaction_id=rec.tx_id or "",
         hash=rec.hash,
         created_at=rec.created_at,
@@ -336,7 +361,9 @@ async def refresh_from_relayer(svc: Services, snap: Snapshot, rec: TxRecord) -> 
     if rec.status in TERMINAL or rec.tx_id is None or relayer is None:
         return rec
     try:
-        tx = await get_transaction(svc.http, relayer, rec.tx_id, snap.config.routing.status_timeout_seconds)
+        tx = await get_transaction(
+            svc.upstreams.relayer(relayer), relayer, rec.tx_id, snap.config.routing.status_timeout_seconds
+        )
     except RelayerError:
         return rec
     status = str(tx.get("status") or "").lower()

@@ -9,6 +9,7 @@ The split decides whether a transaction may be retried on another relayer:
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -51,12 +52,9 @@ class RelayerStatus:
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
 
 
-def new_http_client(max_connections: int = 512) -> httpx.AsyncClient:
-    """The one client of the process: connection pooling is what keeps a relay call cheap.
-
-    Idle connections are dropped before the usual 5 s server keep-alive, so a request is not written onto a
-    connection the server is closing, which would make its outcome unknown.
-    """
+def new_http_client(max_connections: int = 32) -> httpx.AsyncClient:
+    """A pooled client. Idle connections are dropped before the usual 5 s server keep-alive, so a request is
+    not written onto a connection the server is closing, which would make its outcome unknown."""
     return httpx.AsyncClient(
         limits=httpx.Limits(
             max_connections=max_connections, max_keepalive_connections=max_connections, keepalive_expiry=4.0
@@ -65,6 +63,47 @@ def new_http_client(max_connections: int = 512) -> httpx.AsyncClient:
         follow_redirects=False,
         trust_env=False,
     )
+
+
+class Upstreams:
+    """The process's HTTP clients: one for the chain RPC, one for client callbacks, one per relayer.
+
+    Separate small pools, because httpcore scans its whole pool (quadratically, with a readability check per
+    idle connection) each time a request starts or ends: one shared pool holding connections to every upstream
+    made that scan the gateway's largest CPU cost under load. Each client is created once and reused.
+    """
+
+    def __init__(self, per_upstream: int = 32) -> None:
+        self.per_upstream = per_upstream
+        self.rpc = new_http_client(per_upstream)
+        self.callbacks = new_http_client(16)
+        self._relayers: dict[str, httpx.AsyncClient] = {}
+        self._retiring: set[asyncio.Task[None]] = set()
+
+    def relayer(self, relayer: RelayerTarget) -> httpx.AsyncClient:
+        client = self._relayers.get(relayer.url)
+        if client is None:
+            client = self._relayers[relayer.url] = new_http_client(self.per_upstream)
+        return client
+
+    def retire_except(self, urls: set[str], grace: float = 60.0) -> None:
+        """Close the clients of relayers no longer configured, after `grace` s (requests in flight end)."""
+        for url in set(self._relayers) - urls:
+            client = self._relayers.pop(url)
+
+            async def close_later(c: httpx.AsyncClient = client) -> None:
+                await asyncio.sleep(grace)
+                await c.aclose()
+
+            task = asyncio.create_task(close_later())
+            self._retiring.add(task)
+            task.add_done_callback(self._retiring.discard)
+
+    async def aclose(self) -> None:
+        for task in list(self._retiring):
+            task.cancel()
+        for client in [self.rpc, self.callbacks, *self._relayers.values()]:
+            await client.aclose()
 
 
 def _envelope(resp: httpx.Response) -> dict[str, Any] | None:
@@ -97,6 +136,7 @@ async def submit_transaction(
             headers={"Authorization": relayer.auth_header},
         )
     except _NOT_SENT as exc:
+        # A pool timeout also lands here: the request waited for a connection and was never written.
         raise NotAccepted(relayer.id, f"unreachable: {type(exc).__name__}", unreachable=True) from exc
     except httpx.HTTPError as exc:
         raise OutcomeUnknown(relayer.id, f"{type(exc).__name__} after sending: {exc}") from exc

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import httpx
 
 from msq_gateway import metrics
-from msq_gateway.relayer_client import RelayerError, get_status
+from msq_gateway.relayer_client import RelayerError, Upstreams, get_status
 from msq_gateway.runtime import RelayerTarget, Snapshot
 
 log = logging.getLogger("msq_gateway.routing")
@@ -108,17 +108,17 @@ class Router:
             1 if st.healthy and not st.paused and not relayer.draining else 0
         )
 
-    async def poll_all(self, http: httpx.AsyncClient, snapshot: Snapshot) -> None:
+    async def poll_all(self, upstreams: Upstreams, snapshot: Snapshot) -> None:
         timeout = snapshot.config.routing.status_timeout_seconds
-        await asyncio.gather(*(self.poll_one(http, r, timeout) for r in snapshot.relayers))
+        await asyncio.gather(*(self.poll_one(upstreams.relayer(r), r, timeout) for r in snapshot.relayers))
         for gone in set(self.states) - set(snapshot.relayers_by_id):
             del self.states[gone]
 
-    async def run(self, http: httpx.AsyncClient, current: Callable[[], Snapshot]) -> None:
+    async def run(self, upstreams: Upstreams, current: Callable[[], Snapshot]) -> None:
         while True:
             snapshot = current()
             try:
-                await self.poll_all(http, snapshot)
+                await self.poll_all(upstreams, snapshot)
             except Exception:
                 log.exception("relayer status poll failed")
             await asyncio.sleep(snapshot.config.routing.status_refresh_seconds)

@@ -10,9 +10,10 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import cast
 
 from redis.asyncio import Redis
+from redis.typing import EncodableT, FieldT
 
 TERMINAL = frozenset({"confirmed", "failed", "canceled", "expired"})
 KNOWN = frozenset({"pending", "sent", "submitted", "mined", *TERMINAL})
@@ -123,7 +124,7 @@ class TxStore:
         nonce_key: str | None = None,
     ) -> TxRecord:
         now = time.time()
-        fields: dict[str, Any] = {
+        fields: dict[FieldT, EncodableT] = {
             "kind": kind,
             "client": client,
             "relayerId": relayer_id,
@@ -143,7 +144,8 @@ class TxStore:
         return TxRecord(gid, kind, client, relayer_id, tx_id, status, hash, None, now, now, nonce_key)
 
     async def get(self, gid: str) -> TxRecord | None:
-        h = await self.redis.hgetall(self._key(gid))
+        # The client decodes responses, so keys and values are str.
+        h = cast(dict[str, str], await self.redis.hgetall(self._key(gid)))
         return TxRecord.from_hash(gid, h) if h else None
 
     async def update_status(

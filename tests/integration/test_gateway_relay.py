@@ -565,6 +565,12 @@ def test_unknown_outcome_is_not_retried_and_refused_connections_are(env: Env) ->
         assert all(r.json()["relayerId"] not in ("hanging", "refusing") for r in accepted)
         for r in unknown:
             body = _code(r, 504, "relay_outcome_unknown")
+            # A retry under the same key gets the same answer: never a second attempt.
+            key = r.request.headers["Idempotency-Key"]
+            again = _post(
+                env, "/api/v1/relay/direct", json.loads(r.request.content), **{"Idempotency-Key": key}
+            )
+            assert again.status_code == 504 and again.json() == body
             status = httpx.get(
                 f"{env.url}/api/v1/relay/status/{body['id']}", headers={"X-API-Key": CLIENT}
             ).json()

@@ -348,3 +348,12 @@ def test_metrics_count_codes(client: TestClient) -> None:
     text = client.get("/metrics").text
     assert 'msq_gateway_requests_total{code="unknown_api_key",route="/api/v1/relay/direct"}' in text
     assert 'msq_gateway_request_duration_seconds_bucket{le="0.001",route="/api/v1/relay/direct"}' in text
+
+
+def test_store_outage_is_503_not_500(client: TestClient) -> None:
+    """Redis here is a closed port: a request that needs the store is refused cleanly, and nothing is sent."""
+    transfer = "0x" + erc20_transfer("0x" + "22" * 20, 5).hex()
+    resp = client.post(
+        "/api/v1/relay/direct", json={"to": TOKEN, "data": transfer}, headers={**H, "Idempotency-Key": "k1"}
+    )
+    _err(resp, 503, "store_unavailable", None)

@@ -53,7 +53,7 @@ def test_unroutable_relayers_are_skipped() -> None:
 def test_exclusion_for_retries() -> None:
     snap = _snap(3)
     router = Router()
-    seen = set()
+    seen: set[str] = set()
     for _ in range(3):
         r = router.pick(snap, exclude=seen)
         assert r is not None and r.id not in seen

@@ -173,7 +173,7 @@ def build_deployment(
         {"name": "CONFIG_FILE_NAME", "value": "config.json"},
         {"name": "APP_PORT", "value": str(HTTP_PORT)},
         {"name": "METRICS_PORT", "value": str(METRICS_PORT)},
-        {"name": "METRICS_ENABLED", "value": "true"},
+        {"name": "ENABLE_METRICS", "value": "true"},
         {"name": "LOG_MODE", "value": "stdout"},
     ]
     if not spec.network.rpc_urls and spec.network.rpc_url_secret_ref is not None:
