@@ -322,6 +322,8 @@ async def _idempotent(
     got = await store.begin(ctx.client.name, idem_key, fp, limits.idempotency_wait_seconds)
     if isinstance(got, StoredResponse):
         return JSONResponse(got.body, status_code=got.status, headers={"Idempotent-Replayed": "true"})
+    # A failure other than a GatewayError keeps the claim until it expires: whether a transaction was sent is
+    # not known then, so retries must not start another.
     try:
         result = await run()
     except GatewayError as exc:
@@ -331,7 +333,6 @@ async def _idempotent(
         else:
             await store.release(got)
         raise
-    # Any other failure keeps the claim until it expires: whether a transaction was sent is not known here.
     payload = result.model_dump(by_alias=True, mode="json")
     try:
         await store.finish(got, 202, payload, limits.idempotency_ttl_seconds)
@@ -408,8 +409,7 @@ def create_app(config: Path | str | Snapshot | ConfigWatcher, *, watch_interval:
         title="MSQ Relayer gateway",
         version="1",
         description="Direct and gasless (ERC-2771 / EIP-712) transactions relayed through a pool of "
-        "OZ Relayers. "
-        "Every error is a JSON body with a stable `code`.",
+        "OZ Relayers. Every error is a JSON body with a stable `code`.",
         lifespan=lifespan,
     )
     app.state.gw = gw
