@@ -95,8 +95,13 @@ def deploy_sample_token(
     """Deploy SampleToken trusting `forwarder`; `owner` (default: the deployer) may mint."""
     owner = owner or Account.from_key(deployer_private_key).address
     return _deploy(
-        w3, deployer_private_key, "SampleToken", name, symbol,
-        Web3.to_checksum_address(forwarder), Web3.to_checksum_address(owner),
+        w3,
+        deployer_private_key,
+        "SampleToken",
+        name,
+        symbol,
+        Web3.to_checksum_address(forwarder),
+        Web3.to_checksum_address(owner),
     )
 
 

@@ -50,8 +50,13 @@ def _system_health() -> dict[str, Any]:
         fd_count = 0
     fd_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     usage = int(100 * fd_count / fd_limit) if fd_limit > 0 else 0
-    return {"status": "healthy" if usage < 80 else "degraded", "fd_count": fd_count, "fd_limit": fd_limit,
-            "fd_usage_percent": usage, "close_wait_count": 0}
+    return {
+        "status": "healthy" if usage < 80 else "degraded",
+        "fd_count": fd_count,
+        "fd_limit": fd_limit,
+        "fd_usage_percent": usage,
+        "close_wait_count": 0,
+    }
 
 
 class BearerAuth:
@@ -73,8 +78,9 @@ class BearerAuth:
 
 
 def create_app(engine: Engine, api_key: str) -> FastAPI:
-    app = FastAPI(title="msq-devrelayer (OZ Relayer REST subset)", docs_url=None, redoc_url=None,
-                  openapi_url=None)
+    app = FastAPI(
+        title="msq-devrelayer (OZ Relayer REST subset)", docs_url=None, redoc_url=None, openapi_url=None
+    )
     cfg = engine.cfg
     expected_auth = f"Bearer {api_key}".encode()
 
@@ -102,8 +108,13 @@ def create_app(engine: Engine, api_key: str) -> FastAPI:
 
     def relayer_response() -> dict[str, Any]:
         out: dict[str, Any] = {
-            "id": cfg.relayer_id, "name": cfg.name, "network": cfg.network.name, "network_type": "evm",
-            "paused": cfg.paused, "signer_id": cfg.signer.signer_id, "address": engine.signer.address,
+            "id": cfg.relayer_id,
+            "name": cfg.name,
+            "network": cfg.network.name,
+            "network_type": "evm",
+            "paused": cfg.paused,
+            "signer_id": cfg.signer.signer_id,
+            "address": engine.signer.address,
             "system_disabled": False,
         }
         if cfg.webhook is not None:
@@ -133,8 +144,11 @@ def create_app(engine: Engine, api_key: str) -> FastAPI:
             "status": "healthy" if is_ready else "unhealthy",
             "components": {
                 "system": system,
-                "redis": {"status": "healthy" if redis_ok else "unhealthy", "primary_pool": pool,
-                          "reader_pool": pool},
+                "redis": {
+                    "status": "healthy" if redis_ok else "unhealthy",
+                    "primary_pool": pool,
+                    "reader_pool": pool,
+                },
                 "queue": {"status": "healthy" if redis_ok else "unhealthy"},
             },
             "timestamp": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -145,8 +159,13 @@ def create_app(engine: Engine, api_key: str) -> FastAPI:
 
     @app.get("/api/v1/relayers")
     async def list_relayers() -> JSONResponse:
-        return JSONResponse({"success": True, "data": [relayer_response()],
-                             "pagination": {"current_page": 1, "per_page": 10, "total_items": 1}})
+        return JSONResponse(
+            {
+                "success": True,
+                "data": [relayer_response()],
+                "pagination": {"current_page": 1, "per_page": 10, "total_items": 1},
+            }
+        )
 
     @app.get("/api/v1/relayers/{relayer_id}")
     async def get_relayer(relayer_id: str) -> JSONResponse:
@@ -160,15 +179,17 @@ def create_app(engine: Engine, api_key: str) -> FastAPI:
             balance = await engine.live_balance()
         except (RpcError, RpcTransportError) as exc:
             raise ApiError(500, f"balance unavailable: {exc}") from None
-        return ok({
-            "network_type": "evm",
-            "balance": str(balance),
-            "nonce": str(engine.nonces.next),
-            "pending_transactions_count": await engine.pending_count(),
-            "last_confirmed_transaction_timestamp": await engine.last_confirmed_at(),
-            "system_disabled": False,
-            "paused": cfg.paused,
-        })
+        return ok(
+            {
+                "network_type": "evm",
+                "balance": str(balance),
+                "nonce": str(engine.nonces.next),
+                "pending_transactions_count": await engine.pending_count(),
+                "last_confirmed_transaction_timestamp": await engine.last_confirmed_at(),
+                "system_disabled": False,
+                "paused": cfg.paused,
+            }
+        )
 
     @app.get("/api/v1/relayers/{relayer_id}/balance")
     async def balance(relayer_id: str) -> JSONResponse:

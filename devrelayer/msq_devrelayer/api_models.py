@@ -77,4 +77,3 @@ class EvmTransactionRequest(BaseModel):
         if self.to is None and not self.data:
             raise ValueError("a transaction without 'to' must carry contract creation 'data'")
         return self
-

@@ -12,8 +12,11 @@ from msq_devrelayer.server import run
 
 def main() -> None:
     level = os.environ.get("LOG_LEVEL", "info").upper()
-    logging.basicConfig(level=getattr(logging, level, logging.INFO), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=getattr(logging, level, logging.INFO),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     # httpx logs every request URL at INFO; at hundreds of transactions a second that drowns the log.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     try:

@@ -280,8 +280,10 @@ def parse_config(data: Any, env: Mapping[str, str], base_dir: Path = Path(".")) 
         raise _invalid(exc) from None
 
     if len(cfg.relayers) != 1:
-        raise StartupError(f"invalid config: relayers: the dev relayer runs exactly one relayer per process "
-                           f"(found {len(cfg.relayers)})")
+        raise StartupError(
+            f"invalid config: relayers: the dev relayer runs exactly one relayer per process "
+            f"(found {len(cfg.relayers)})"
+        )
     if not cfg.signers:
         raise StartupError("invalid config: signers: at least one signer is required")
     if not cfg.notifications:
@@ -295,14 +297,18 @@ def parse_config(data: Any, env: Mapping[str, str], base_dir: Path = Path(".")) 
 
     relayer = cfg.relayers[0]
     if relayer.network_type != "evm":
-        raise StartupError(f"invalid config: relayers.0.network_type: {relayer.network_type!r} is not "
-                           "implemented by the dev relayer (only 'evm')")
+        raise StartupError(
+            f"invalid config: relayers.0.network_type: {relayer.network_type!r} is not "
+            "implemented by the dev relayer (only 'evm')"
+        )
     policies = _parse(EvmPolicies, relayer.policies or {}, "relayers.0.policies")
 
     signer_idx = next((i for i, s in enumerate(cfg.signers) if s.id == relayer.signer_id), None)
     if signer_idx is None:
-        raise StartupError(f"invalid config: relayers.0.signer_id: Relayer '{relayer.id}' references "
-                           f"non-existent signer '{relayer.signer_id}'")
+        raise StartupError(
+            f"invalid config: relayers.0.signer_id: Relayer '{relayer.id}' references "
+            f"non-existent signer '{relayer.signer_id}'"
+        )
     vault = _parse(VaultSignerConfig, cfg.signers[signer_idx].config, f"signers.{signer_idx}.config")
     where = f"signers.{signer_idx}.config"
     signer = VaultSigner(
@@ -321,15 +327,19 @@ def parse_config(data: Any, env: Mapping[str, str], base_dir: Path = Path(".")) 
     if relayer.notification_id is not None:
         idx = next((i for i, n in enumerate(cfg.notifications) if n.id == relayer.notification_id), None)
         if idx is None:
-            raise StartupError(f"invalid config: relayers.0.notification_id: Relayer '{relayer.id}' "
-                               f"references non-existent notification '{relayer.notification_id}'")
+            raise StartupError(
+                f"invalid config: relayers.0.notification_id: Relayer '{relayer.id}' "
+                f"references non-existent notification '{relayer.notification_id}'"
+            )
         note = cfg.notifications[idx]
         key: _Secret | None = None
         if note.signing_key is not None:
             value = note.signing_key.resolve(env, f"invalid config: notifications.{idx}.signing_key")
             if len(value) < MIN_SECRET_LENGTH:
-                raise StartupError(f"invalid config: notifications.{idx}.signing_key: Signing key must be at "
-                                   f"least {MIN_SECRET_LENGTH} characters long (found {len(value)})")
+                raise StartupError(
+                    f"invalid config: notifications.{idx}.signing_key: Signing key must be at "
+                    f"least {MIN_SECRET_LENGTH} characters long (found {len(value)})"
+                )
             key = _Secret(value)
         webhook = Webhook(notification_id=note.id, url=note.url, signing_key=key)
 
@@ -338,8 +348,9 @@ def parse_config(data: Any, env: Mapping[str, str], base_dir: Path = Path(".")) 
         raise StartupError("invalid config: networks: config must contain at least one network")
     match = [(w, n) for w, n in networks if n.get("network") == relayer.network and n.get("type") == "evm"]
     if not match:
-        raise StartupError(f"invalid config: relayers.0.network: no evm network named {relayer.network!r} "
-                           "in networks")
+        raise StartupError(
+            f"invalid config: relayers.0.network: no evm network named {relayer.network!r} in networks"
+        )
     where, raw_net = match[0]
     net = _parse(EvmNetworkEntry, raw_net, where)
     rpc_source: list[str | EnvRef | RpcEntry] = list(relayer.custom_rpc_urls or net.rpc_urls)
@@ -353,9 +364,16 @@ def parse_config(data: Any, env: Mapping[str, str], base_dir: Path = Path(".")) 
         symbol=net.symbol,
         average_blocktime_ms=net.average_blocktime_ms,
     )
-    return RelayerConfig(relayer_id=relayer.id, name=relayer.name, paused=relayer.paused, network=network,
-                         signer=signer, webhook=webhook, policies=policies,
-                         policies_explicit=relayer.policies is not None)
+    return RelayerConfig(
+        relayer_id=relayer.id,
+        name=relayer.name,
+        paused=relayer.paused,
+        network=network,
+        signer=signer,
+        webhook=webhook,
+        policies=policies,
+        policies_explicit=relayer.policies is not None,
+    )
 
 
 def load_config(path: Path, env: Mapping[str, str]) -> RelayerConfig:
@@ -366,6 +384,7 @@ def load_config(path: Path, env: Mapping[str, str]) -> RelayerConfig:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise StartupError(f"invalid config: {path.name} is not JSON: {exc.msg} at line {exc.lineno}") \
-            from None
+        raise StartupError(
+            f"invalid config: {path.name} is not JSON: {exc.msg} at line {exc.lineno}"
+        ) from None
     return parse_config(data, env, path.parent)

@@ -66,8 +66,16 @@ def _matches(err: RpcError, needles: tuple[str, ...]) -> bool:
 
 
 class Engine:
-    def __init__(self, cfg: RelayerConfig, keys: RedisKeys, redis: aioredis.Redis, rpc: JsonRpc,
-                 signer: KeySigner, notifier: Notifier | None, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        cfg: RelayerConfig,
+        keys: RedisKeys,
+        redis: aioredis.Redis,
+        rpc: JsonRpc,
+        signer: KeySigner,
+        notifier: Notifier | None,
+        metrics: Metrics,
+    ) -> None:
         self.cfg = cfg
         self.keys = keys
         self.redis = redis
@@ -98,8 +106,11 @@ class Engine:
         pol = self.cfg.policies
         if self.cfg.paused:
             raise Rejected("Relayer is paused")
-        if pol.whitelist_receivers and req.to is not None and \
-                req.to.lower() not in {a.lower() for a in pol.whitelist_receivers}:
+        if (
+            pol.whitelist_receivers
+            and req.to is not None
+            and req.to.lower() not in {a.lower() for a in pol.whitelist_receivers}
+        ):
             raise Rejected(f"to: {req.to} is not in the relayer's whitelist_receivers")
         if req.gas_limit is None and pol.gas_limit_estimation is False:
             raise Rejected("gas_limit: required because the relayer's gas_limit_estimation policy is off")
@@ -116,11 +127,19 @@ class Engine:
     async def submit(self, req: EvmTransactionRequest) -> TxRecord:
         self._check_policies(req)
         rec = TxRecord(
-            id=str(uuid.uuid4()), relayer_id=self.cfg.relayer_id, from_address=self.signer.address,
-            status=PENDING, created_at=now_iso(), value=req.value,
+            id=str(uuid.uuid4()),
+            relayer_id=self.cfg.relayer_id,
+            from_address=self.signer.address,
+            status=PENDING,
+            created_at=now_iso(),
+            value=req.value,
             to=None if req.to is None else to_checksum_address(req.to),
-            data=req.data, gas_limit=req.gas_limit, speed=req.speed, gas_price=req.gas_price,
-            max_fee_per_gas=req.max_fee_per_gas, max_priority_fee_per_gas=req.max_priority_fee_per_gas,
+            data=req.data,
+            gas_limit=req.gas_limit,
+            speed=req.speed,
+            gas_price=req.gas_price,
+            max_fee_per_gas=req.max_fee_per_gas,
+            max_priority_fee_per_gas=req.max_priority_fee_per_gas,
             valid_until=req.valid_until,
         )
         pipe = self.redis.pipeline(transaction=True)
@@ -160,8 +179,10 @@ class Engine:
     async def start(self) -> None:
         await self._recover()
         self.ready = True
-        self._tasks = [asyncio.create_task(self._guard(fn), name=fn.__name__)
-                       for fn in (self._intake, self._sender, self._tracker, self._sampler)]
+        self._tasks = [
+            asyncio.create_task(self._guard(fn), name=fn.__name__)
+            for fn in (self._intake, self._sender, self._tracker, self._sampler)
+        ]
 
     async def stop(self) -> None:
         self.ready = False
@@ -187,8 +208,13 @@ class Engine:
                     log.exception("%s failed; retrying", loop.__name__)
                     last_logged = time.monotonic()
                 elif time.monotonic() - last_logged > 30:
-                    log.warning("%s still failing (%d times): %s: %s", loop.__name__, failures,
-                                type(exc).__name__, exc)
+                    log.warning(
+                        "%s still failing (%d times): %s: %s",
+                        loop.__name__,
+                        failures,
+                        type(exc).__name__,
+                        exc,
+                    )
                     last_logged = time.monotonic()
                 await asyncio.sleep(min(5.0, 0.5 * failures))
 
@@ -197,20 +223,34 @@ class Engine:
         while await self.redis.lmove(keys.queue_inflight, keys.queue_active, "RIGHT", "LEFT"):
             pass
         ids = sorted(await self.redis.smembers(keys.pending))
-        records = [TxRecord.from_json(r) for r in await self.redis.mget([keys.transaction(i) for i in ids])
-                   if r is not None] if ids else []
+        records = (
+            [
+                TxRecord.from_json(r)
+                for r in await self.redis.mget([keys.transaction(i) for i in ids])
+                if r is not None
+            ]
+            if ids
+            else []
+        )
         held = [r.nonce for r in records if r.nonce is not None and r.status in (SENT, SUBMITTED, MINED)]
         stored_next = await self.redis.get(keys.nonce_next)
         stored_free = [int(n) for n in await self.redis.zrange(keys.nonce_free, 0, -1)]
-        pending_count, latest_count = await self.rpc.batch([
-            ("eth_getTransactionCount", [self.signer.address, "pending"]),
-            ("eth_getTransactionCount", [self.signer.address, "latest"]),
-        ])
+        pending_count, latest_count = await self.rpc.batch(
+            [
+                ("eth_getTransactionCount", [self.signer.address, "pending"]),
+                ("eth_getTransactionCount", [self.signer.address, "latest"]),
+            ]
+        )
         for result in (pending_count, latest_count):
             if isinstance(result, Exception):
                 raise result
-        self.nonces.load(None if stored_next is None else int(stored_next), stored_free,
-                         int(pending_count, 16), int(latest_count, 16), max(held) if held else None)
+        self.nonces.load(
+            None if stored_next is None else int(stored_next),
+            stored_free,
+            int(pending_count, 16),
+            int(latest_count, 16),
+            max(held) if held else None,
+        )
         for rec in records:
             if rec.status == SENT:
                 self._sent[rec.id] = (rec, 0.0)
@@ -222,9 +262,15 @@ class Engine:
         self.nonces.persist(pipe, keys)
         await pipe.execute()
         await self.live_balance()
-        log.info("recovered: next nonce %d, free %s, %d sent, %d submitted, %d mined, %d queued",
-                 self.nonces.next, self.nonces.free, len(self._sent), len(self._submitted), len(self._mined),
-                 await self.queue_depth())
+        log.info(
+            "recovered: next nonce %d, free %s, %d sent, %d submitted, %d mined, %d queued",
+            self.nonces.next,
+            self.nonces.free,
+            len(self._sent),
+            len(self._submitted),
+            len(self._mined),
+            await self.queue_depth(),
+        )
 
     # ---- persistence ----------------------------------------------------------------------------------
 
@@ -233,8 +279,14 @@ class Engine:
         if self.notifier is not None:
             self.notifier.notify(rec.response())
 
-    async def _persist(self, records: list[TxRecord], *, done_ids: list[str] | tuple[str, ...] = (),
-                       nonces: bool = False, notify: bool = True) -> None:
+    async def _persist(
+        self,
+        records: list[TxRecord],
+        *,
+        done_ids: list[str] | tuple[str, ...] = (),
+        nonces: bool = False,
+        notify: bool = True,
+    ) -> None:
         pipe = self.redis.pipeline(transaction=True)
         confirmed_at = None
         for rec in records:
@@ -295,8 +347,9 @@ class Engine:
         while True:
             try:
                 need_gas = [r for r in records if r.gas_limit is None]
-                estimates = await self.rpc.batch([("eth_estimateGas", [self._call_object(r)])
-                                                  for r in need_gas])
+                estimates = await self.rpc.batch(
+                    [("eth_estimateGas", [self._call_object(r)]) for r in need_gas]
+                )
                 for rec, est in zip(need_gas, estimates, strict=True):
                     if isinstance(est, RpcTransportError):
                         raise est
@@ -346,8 +399,13 @@ class Engine:
         return call
 
     def _tx_dict(self, rec: TxRecord, nonce: int) -> dict[str, Any]:
-        tx: dict[str, Any] = {"chainId": self.cfg.network.chain_id, "nonce": nonce, "gas": rec.gas_limit,
-                              "value": rec.value, "data": rec.data or "0x"}
+        tx: dict[str, Any] = {
+            "chainId": self.cfg.network.chain_id,
+            "nonce": nonce,
+            "gas": rec.gas_limit,
+            "value": rec.value,
+            "data": rec.data or "0x",
+        }
         if rec.to is not None:
             tx["to"] = rec.to
         if rec.max_fee_per_gas is not None:
@@ -380,8 +438,12 @@ class Engine:
             rec.nonce = nonce
             rec.hash = "0x" + tx.hash.hex()
             rec.raw = "0x" + tx.raw_transaction.hex()
-            rec.signature = {"r": f"{tx.r:064x}", "s": f"{tx.s:064x}", "v": tx.v,
-                             "sig": f"{tx.r:064x}{tx.s:064x}{tx.v:02x}"}
+            rec.signature = {
+                "r": f"{tx.r:064x}",
+                "s": f"{tx.s:064x}",
+                "v": tx.v,
+                "sig": f"{tx.r:064x}{tx.s:064x}{tx.v:02x}",
+            }
             rec.status = SENT
             rec.sent_at = now_iso()
             signed.append(rec)
@@ -398,8 +460,9 @@ class Engine:
         try:
             results = await self.rpc.batch([("eth_sendRawTransaction", [r.raw]) for r in records])
         except (RpcTransportError, RpcError) as exc:
-            log.warning("broadcast of %d transactions got no answer (%s); will re-broadcast",
-                        len(records), exc)
+            log.warning(
+                "broadcast of %d transactions got no answer (%s); will re-broadcast", len(records), exc
+            )
             for rec in records:
                 self._sent[rec.id] = (rec, time.monotonic())
             return
@@ -468,10 +531,19 @@ class Engine:
             return
         self._last_gap_fill = time.monotonic()
         fees = await (self.fees.eip1559 if self._use_eip1559 else self.fees.legacy)("fast")
-        noop = TxRecord(id="noop", relayer_id=self.cfg.relayer_id, from_address=self.signer.address,
-                        status=PENDING, created_at=now_iso(), value=0, to=self.signer.address,
-                        gas_limit=NOOP_GAS, gas_price=fees.gas_price, max_fee_per_gas=fees.max_fee_per_gas,
-                        max_priority_fee_per_gas=fees.max_priority_fee_per_gas)
+        noop = TxRecord(
+            id="noop",
+            relayer_id=self.cfg.relayer_id,
+            from_address=self.signer.address,
+            status=PENDING,
+            created_at=now_iso(),
+            value=0,
+            to=self.signer.address,
+            gas_limit=NOOP_GAS,
+            gas_price=fees.gas_price,
+            max_fee_per_gas=fees.max_fee_per_gas,
+            max_priority_fee_per_gas=fees.max_priority_fee_per_gas,
+        )
         raws = ["0x" + self.signer.sign(self._tx_dict(noop, n)).raw_transaction.hex() for n in free]
         try:
             results = await self.rpc.batch([("eth_sendRawTransaction", [raw]) for raw in raws])
@@ -498,8 +570,9 @@ class Engine:
                 continue
             watching = list(self._submitted.values())[:RECEIPT_BATCH]
             try:
-                results = await self.rpc.batch([("eth_blockNumber", []),
-                                                *(("eth_getTransactionReceipt", [r.hash]) for r in watching)])
+                results = await self.rpc.batch(
+                    [("eth_blockNumber", []), *(("eth_getTransactionReceipt", [r.hash]) for r in watching)]
+                )
             except (RpcTransportError, RpcError) as exc:
                 log.warning("tracker: %s", exc)
                 continue
@@ -543,6 +616,10 @@ class Engine:
         while True:
             with contextlib.suppress(RpcError, RpcTransportError):
                 await self.live_balance()
-            self.metrics.gauges(queue_depth=await self.queue_depth(), pending=await self.pending_count(),
-                                balance=self.balance, next_nonce=self.nonces.next)
+            self.metrics.gauges(
+                queue_depth=await self.queue_depth(),
+                pending=await self.pending_count(),
+                balance=self.balance,
+                next_nonce=self.nonces.next,
+            )
             await asyncio.sleep(2.0)

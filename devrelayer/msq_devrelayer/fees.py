@@ -47,11 +47,13 @@ class FeeOracle:
         async with self._lock:
             if time.monotonic() - self._at < self._ttl:
                 return
-            history, tip, gas_price = await self._rpc.batch([
-                ("eth_feeHistory", [hex(_HISTORY_BLOCKS), "latest", sorted(_PERCENTILES.values())]),
-                ("eth_maxPriorityFeePerGas", []),
-                ("eth_gasPrice", []),
-            ])
+            history, tip, gas_price = await self._rpc.batch(
+                [
+                    ("eth_feeHistory", [hex(_HISTORY_BLOCKS), "latest", sorted(_PERCENTILES.values())]),
+                    ("eth_maxPriorityFeePerGas", []),
+                    ("eth_gasPrice", []),
+                ]
+            )
             if isinstance(gas_price, Exception):
                 raise gas_price
             self._gas_price = int(gas_price, 16)

@@ -10,19 +10,28 @@ class Metrics:
         self.registry = CollectorRegistry()
         labels = ["relayer_id"]
         self._id = relayer_id
-        self._created = Counter("relayer_transactions_created", "Transactions accepted by the API",
-                                labels, registry=self.registry)
-        self._status = Counter("relayer_transaction_status_changes", "Transaction status changes",
-                               [*labels, "status"], registry=self.registry)
-        self._queue = Gauge("relayer_queue_depth", "Jobs waiting in transaction_request_queue",
-                            labels, registry=self.registry)
-        self._pending = Gauge("relayer_pending_transactions", "Transactions not final yet",
-                              labels, registry=self.registry)
+        self._created = Counter(
+            "relayer_transactions_created", "Transactions accepted by the API", labels, registry=self.registry
+        )
+        self._status = Counter(
+            "relayer_transaction_status_changes",
+            "Transaction status changes",
+            [*labels, "status"],
+            registry=self.registry,
+        )
+        self._queue = Gauge(
+            "relayer_queue_depth", "Jobs waiting in transaction_request_queue", labels, registry=self.registry
+        )
+        self._pending = Gauge(
+            "relayer_pending_transactions", "Transactions not final yet", labels, registry=self.registry
+        )
         self._balance = Gauge("relayer_balance_wei", "Relayer balance in wei", labels, registry=self.registry)
-        self._nonce = Gauge("relayer_next_nonce", "Next nonce the relayer will use", labels,
-                            registry=self.registry)
-        self._webhooks = Counter("relayer_webhooks", "Webhook deliveries by outcome", [*labels, "outcome"],
-                                 registry=self.registry)
+        self._nonce = Gauge(
+            "relayer_next_nonce", "Next nonce the relayer will use", labels, registry=self.registry
+        )
+        self._webhooks = Counter(
+            "relayer_webhooks", "Webhook deliveries by outcome", [*labels, "outcome"], registry=self.registry
+        )
 
     def serve(self, host: str, port: int) -> None:
         start_http_server(port, addr=host, registry=self.registry)

@@ -24,8 +24,14 @@ class NonceManager:
     def free(self) -> list[int]:
         return sorted(self._free)
 
-    def load(self, stored_next: int | None, stored_free: list[int], chain_pending: int, chain_latest: int,
-             highest_held: int | None) -> None:
+    def load(
+        self,
+        stored_next: int | None,
+        stored_free: list[int],
+        chain_pending: int,
+        chain_latest: int,
+        highest_held: int | None,
+    ) -> None:
         """Start from whichever is furthest: our own counter, what the node has seen, what our records hold.
 
         Free nonces below the mined count were used on chain after all (someone else used the key) and

@@ -86,8 +86,9 @@ class TxRecord:
             "data": self.data,
             "gas_price": None if self.gas_price is None else str(self.gas_price),
             "max_fee_per_gas": None if self.max_fee_per_gas is None else str(self.max_fee_per_gas),
-            "max_priority_fee_per_gas": (None if self.max_priority_fee_per_gas is None
-                                         else str(self.max_priority_fee_per_gas)),
+            "max_priority_fee_per_gas": (
+                None if self.max_priority_fee_per_gas is None else str(self.max_priority_fee_per_gas)
+            ),
         }
         out.update({k: v for k, v in optional.items() if v is not None})
         return out

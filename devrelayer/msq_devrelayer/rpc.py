@@ -63,8 +63,9 @@ class JsonRpc:
         raise RpcTransportError(f"cannot connect to any RPC URL: {last}", reached=False)
 
     async def call(self, method: str, params: list[Any] | None = None) -> Any:
-        reply = await self._post({"jsonrpc": "2.0", "id": next(self._ids), "method": method,
-                                  "params": params or []})
+        reply = await self._post(
+            {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": params or []}
+        )
         if "error" in reply:
             err = reply["error"]
             raise RpcError(int(err.get("code", 0)), str(err.get("message", "")), err.get("data"))
@@ -77,8 +78,10 @@ class JsonRpc:
         first = next(self._ids)
         ids = [first + i for i in range(len(calls))]
         self._ids = itertools.count(first + len(calls))
-        body = [{"jsonrpc": "2.0", "id": i, "method": m, "params": p}
-                for i, (m, p) in zip(ids, calls, strict=True)]
+        body = [
+            {"jsonrpc": "2.0", "id": i, "method": m, "params": p}
+            for i, (m, p) in zip(ids, calls, strict=True)
+        ]
         reply = await self._post(body)
         if not isinstance(reply, list):
             err = reply.get("error", {}) if isinstance(reply, dict) else {}

@@ -35,24 +35,39 @@ async def _check_chain(rpc: JsonRpc, cfg: RelayerConfig) -> None:
     try:
         chain_id = int(await rpc.call("eth_chainId"), 16)
     except (RpcError, RpcTransportError) as exc:
-        raise StartupError(f"network {cfg.network.name}: RPC {cfg.network.rpc_urls[0]} unusable: {exc}") \
-            from None
+        raise StartupError(
+            f"network {cfg.network.name}: RPC {cfg.network.rpc_urls[0]} unusable: {exc}"
+        ) from None
     if chain_id != cfg.network.chain_id:
-        raise StartupError(f"invalid config: networks.chain_id: {cfg.network.chain_id} but the RPC endpoint "
-                           f"serves chain {chain_id}")
+        raise StartupError(
+            f"invalid config: networks.chain_id: {cfg.network.chain_id} but the RPC endpoint "
+            f"serves chain {chain_id}"
+        )
 
 
 async def serve(settings: ServerSettings, cfg: RelayerConfig, signer: KeySigner) -> None:
-    redis = aioredis.Redis.from_url(settings.redis_url, decode_responses=True, max_connections=64,
-                                    socket_timeout=10, socket_connect_timeout=5)
+    redis = aioredis.Redis.from_url(
+        settings.redis_url,
+        decode_responses=True,
+        max_connections=64,
+        socket_timeout=10,
+        socket_connect_timeout=5,
+    )
     rpc = JsonRpc(cfg.network.rpc_urls)
     metrics = Metrics(cfg.relayer_id)
     notifier = None
     if cfg.webhook is not None:
         key = cfg.webhook.signing_key.reveal() if cfg.webhook.signing_key is not None else None
         notifier = Notifier(cfg.webhook.url, key, on_result=metrics.webhook)
-    engine = Engine(cfg, RedisKeys(settings.redis_key_prefix, settings.queue_prefix, cfg.relayer_id), redis,
-                    rpc, signer, notifier, metrics)
+    engine = Engine(
+        cfg,
+        RedisKeys(settings.redis_key_prefix, settings.queue_prefix, cfg.relayer_id),
+        redis,
+        rpc,
+        signer,
+        notifier,
+        metrics,
+    )
     try:
         try:
             await redis.ping()
@@ -64,12 +79,25 @@ async def serve(settings: ServerSettings, cfg: RelayerConfig, signer: KeySigner)
         if notifier is not None:
             notifier.start()
         await engine.start()
-        server = uvicorn.Server(uvicorn.Config(
-            create_app(engine, settings.api_key), host=settings.host, port=settings.app_port,
-            log_level="warning", access_log=False, lifespan="off", server_header=False,
-        ))
-        log.info("relayer %s (%s) serving on %s:%d, chain %d", cfg.relayer_id, signer.address, settings.host,
-                 settings.app_port, cfg.network.chain_id)
+        server = uvicorn.Server(
+            uvicorn.Config(
+                create_app(engine, settings.api_key),
+                host=settings.host,
+                port=settings.app_port,
+                log_level="warning",
+                access_log=False,
+                lifespan="off",
+                server_header=False,
+            )
+        )
+        log.info(
+            "relayer %s (%s) serving on %s:%d, chain %d",
+            cfg.relayer_id,
+            signer.address,
+            settings.host,
+            settings.app_port,
+            cfg.network.chain_id,
+        )
         await server.serve()
     finally:
         await engine.stop()

@@ -50,8 +50,9 @@ def _port(env: Mapping[str, str], name: str, default: int) -> int:
 def settings_from_env(env: Mapping[str, str]) -> ServerSettings:
     api_key = env.get("API_KEY", "")
     if len(api_key) < MIN_SECRET_LENGTH:
-        raise StartupError(f"API_KEY: must be at least {MIN_SECRET_LENGTH} characters long "
-                           f"(found {len(api_key)})")
+        raise StartupError(
+            f"API_KEY: must be at least {MIN_SECRET_LENGTH} characters long (found {len(api_key)})"
+        )
     redis_url = env.get("REDIS_URL", "")
     if not redis_url:
         raise StartupError("REDIS_URL: required")

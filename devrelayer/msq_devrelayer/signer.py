@@ -59,13 +59,15 @@ def load_vault_signer(cfg: VaultSigner, expected_address: str | None) -> KeySign
     try:
         client.auth.approle.login(role_id=cfg.role_id.reveal(), secret_id=cfg.secret_id.reveal())
     except hvac.exceptions.VaultError as exc:
-        raise StartupError(f"signer: AppRole login to {cfg.vault_address} failed: {type(exc).__name__}") \
-            from None
+        raise StartupError(
+            f"signer: AppRole login to {cfg.vault_address} failed: {type(exc).__name__}"
+        ) from None
     except OSError as exc:
         raise StartupError(f"signer: cannot reach Vault at {cfg.vault_address}: {exc}") from None
     try:
-        resp = client.secrets.kv.v2.read_secret_version(path=cfg.key_name, mount_point=cfg.mount_point,
-                                                        raise_on_deleted_version=True)
+        resp = client.secrets.kv.v2.read_secret_version(
+            path=cfg.key_name, mount_point=cfg.mount_point, raise_on_deleted_version=True
+        )
     except hvac.exceptions.Forbidden:
         raise StartupError(f"signer: permission denied reading {where}") from None
     except hvac.exceptions.InvalidPath:
@@ -78,7 +80,8 @@ def load_vault_signer(cfg: VaultSigner, expected_address: str | None) -> KeySign
             client.auth.token.revoke_self()
     signer = KeySigner(_decode_key(resp["data"]["data"].get("value")))
     if expected_address is not None and signer.address.lower() != expected_address.lower():
-        raise StartupError(f"signer: key at {where} belongs to {signer.address}, not the expected "
-                           f"{expected_address}")
+        raise StartupError(
+            f"signer: key at {where} belongs to {signer.address}, not the expected {expected_address}"
+        )
     log.info("signer loaded from %s: address %s", where, signer.address)
     return signer

@@ -37,17 +37,25 @@ def sign_body(body: bytes, key: str) -> str:
 
 
 def transaction_update(transaction: dict[str, Any]) -> bytes:
-    return json.dumps({
-        "id": str(uuid.uuid4()),
-        "event": "transaction_update",
-        "payload": {"payload_type": "transaction", **transaction},
-        "timestamp": now_iso(),
-    }, separators=(",", ":")).encode()
+    return json.dumps(
+        {
+            "id": str(uuid.uuid4()),
+            "event": "transaction_update",
+            "payload": {"payload_type": "transaction", **transaction},
+            "timestamp": now_iso(),
+        },
+        separators=(",", ":"),
+    ).encode()
 
 
 class Notifier:
-    def __init__(self, url: str, signing_key: str | None, workers: int = 16,
-                 on_result: Callable[[bool], None] | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        signing_key: str | None,
+        workers: int = 16,
+        on_result: Callable[[bool], None] | None = None,
+    ) -> None:
         self._on_result = on_result
         self._url = url
         self._key = signing_key
@@ -73,8 +81,12 @@ class Notifier:
         self._failed_since_warning += 1
         now = time.monotonic()
         if now - self._last_warning >= WARN_EVERY:
-            log.warning("%d webhooks to %s dropped since the last warning (latest: %s)",
-                        self._failed_since_warning, self._url, reason)
+            log.warning(
+                "%d webhooks to %s dropped since the last warning (latest: %s)",
+                self._failed_since_warning,
+                self._url,
+                reason,
+            )
             self._failed_since_warning, self._last_warning = 0, now
 
     async def drain(self, timeout: float) -> None:

@@ -52,6 +52,42 @@ def apply_crds(kubectl_argv: list[str], api: client.ApiClient, timeout: float = 
             time.sleep(0.2)
 
 
+def pool_manifest(
+    name: str,
+    *,
+    replicas: int,
+    vault_addr: str,
+    rpc_url: str,
+    chain_id: int,
+    forwarder: str,
+    autoscaling: dict[str, Any] | None = None,
+    labels: dict[str, str] | None = None,
+    routing: str = "RoundRobin",
+) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "network": {"name": "anvil", "chainId": chain_id, "rpcUrls": [rpc_url], "requiredConfirmations": 1},
+        "replicas": replicas,
+        "signer": {
+            "vaultAddress": vault_addr,
+            "auth": {"method": "Token", "secretRef": {"name": VAULT_AUTH_SECRET}},
+        },
+        "redis": {"urlSecretRef": {"name": REDIS_SECRET}},
+        "gateway": {
+            "routing": routing,
+            "apiKeysSecretRef": {"name": API_KEYS_SECRET},
+            "forwarder": {"address": forwarder, "name": FORWARDER_NAME},
+        },
+    }
+    if autoscaling:
+        spec["autoscaling"] = autoscaling
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "RelayerPool",
+        "metadata": {"name": name, "labels": labels or {"app": name}},
+        "spec": spec,
+    }
+
+
 @dataclass
 class Contracts:
     forwarder: str
@@ -114,33 +150,16 @@ class PoolScenario:
         self, name: str, replicas: int, autoscaling: dict[str, Any] | None = None, routing: str = "RoundRobin"
     ) -> dict[str, Any]:
         assert self.stack.openbao and self.stack.chain
-        spec: dict[str, Any] = {
-            "network": {
-                "name": "anvil",
-                "chainId": self.stack.chain.chain_id,
-                "rpcUrls": [self.stack.chain.rpc_url],
-                "requiredConfirmations": 1,
-            },
-            "replicas": replicas,
-            "signer": {
-                "vaultAddress": self.stack.openbao.addr,
-                "auth": {"method": "Token", "secretRef": {"name": VAULT_AUTH_SECRET}},
-            },
-            "redis": {"urlSecretRef": {"name": REDIS_SECRET}},
-            "gateway": {
-                "routing": routing,
-                "apiKeysSecretRef": {"name": API_KEYS_SECRET},
-                "forwarder": {"address": self.contracts.forwarder, "name": FORWARDER_NAME},
-            },
-        }
-        if autoscaling:
-            spec["autoscaling"] = autoscaling
-        return {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "RelayerPool",
-            "metadata": {"name": name, "labels": {"app": name}},
-            "spec": spec,
-        }
+        return pool_manifest(
+            name,
+            replicas=replicas,
+            vault_addr=self.stack.openbao.addr,
+            rpc_url=self.stack.chain.rpc_url,
+            chain_id=self.stack.chain.chain_id,
+            forwarder=self.contracts.forwarder,
+            autoscaling=autoscaling,
+            routing=routing,
+        )
 
     def policy_manifest(self, name: str, pool_labels: dict[str, str]) -> dict[str, Any]:
         return {

@@ -63,13 +63,18 @@ def _keep(resp: httpx.Response) -> None:
 
 
 def client_for(relayer: DevRelayer, *, auth: bool = True) -> httpx.Client:
-    return httpx.Client(base_url=relayer.url, headers=relayer.headers if auth else {}, timeout=10,
-                        event_hooks={"response": [_keep]})
+    return httpx.Client(
+        base_url=relayer.url,
+        headers=relayer.headers if auth else {},
+        timeout=10,
+        event_hooks={"response": [_keep]},
+    )
 
 
 def rpc(chain: Chain, method: str, params: list[Any]) -> Any:
-    reply = httpx.post(chain.rpc_url, json={"jsonrpc": "2.0", "id": 1, "method": method, "params": params},
-                       timeout=10).json()
+    reply = httpx.post(
+        chain.rpc_url, json={"jsonrpc": "2.0", "id": 1, "method": method, "params": params}, timeout=10
+    ).json()
     assert "error" not in reply, reply
     return reply["result"]
 
@@ -82,8 +87,9 @@ def send(http: httpx.Client, relayer: DevRelayer, body: dict[str, Any]) -> dict[
     return data
 
 
-def wait_final(http: httpx.Client, relayer: DevRelayer, ids: list[str],
-               timeout: float = 60) -> dict[str, Any]:
+def wait_final(
+    http: httpx.Client, relayer: DevRelayer, ids: list[str], timeout: float = 60
+) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     done: dict[str, Any] = {}
     while time.monotonic() < deadline:
@@ -150,17 +156,25 @@ def work_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def provisioned(openbao: OpenBao, redis_server: Redis, chain: Chain, work_dir: Path,
-                receiver: Receiver) -> dict[str, tuple[Path, dict[str, str]]]:
+def provisioned(
+    openbao: OpenBao, redis_server: Redis, chain: Chain, work_dir: Path, receiver: Receiver
+) -> dict[str, tuple[Path, dict[str, str]]]:
     return {
-        "it-a": provision_dev_relayer(openbao, redis_server.url, chain, relayer_id="it-a", work_dir=work_dir,
-                                      webhook_url=receiver.url),
-        "it-b": provision_dev_relayer(openbao, redis_server.url, chain, relayer_id="it-b", work_dir=work_dir,
-                                      webhook_url=receiver.url,
-                                      policies=RelayerPolicies(whitelist_receivers=(DEAD,),
-                                                               gas_price_cap=50 * 10**9)),
-        "it-c": provision_dev_relayer(openbao, redis_server.url, chain, relayer_id="it-c", work_dir=work_dir,
-                                      webhook_url=receiver.url),
+        "it-a": provision_dev_relayer(
+            openbao, redis_server.url, chain, relayer_id="it-a", work_dir=work_dir, webhook_url=receiver.url
+        ),
+        "it-b": provision_dev_relayer(
+            openbao,
+            redis_server.url,
+            chain,
+            relayer_id="it-b",
+            work_dir=work_dir,
+            webhook_url=receiver.url,
+            policies=RelayerPolicies(whitelist_receivers=(DEAD,), gas_price_cap=50 * 10**9),
+        ),
+        "it-c": provision_dev_relayer(
+            openbao, redis_server.url, chain, relayer_id="it-c", work_dir=work_dir, webhook_url=receiver.url
+        ),
     }
 
 
@@ -178,14 +192,20 @@ def relayer_b(provisioned: dict[str, tuple[Path, dict[str, str]]], stack_logs: P
     rel.stop()
 
 
-def test_transactions_reach_confirmed_with_consecutive_nonces(relayer_a: DevRelayer, chain: Chain,
-                                                              provisioned: dict[str, Any]) -> None:
+def test_transactions_reach_confirmed_with_consecutive_nonces(
+    relayer_a: DevRelayer, chain: Chain, provisioned: dict[str, Any]
+) -> None:
     address = provisioned["it-a"][1][ENV_EXPECTED_ADDRESS]
     start = tx_count(chain, address)
     bodies: list[dict[str, Any]] = []
     for i in range(40):
-        pricing = [{"speed": "fast"}, {"speed": "safeLow"}, {"gas_price": 3 * 10**9},
-                   {"max_fee_per_gas": 4 * 10**9, "max_priority_fee_per_gas": 10**9}, {}][i % 5]
+        pricing = [
+            {"speed": "fast"},
+            {"speed": "safeLow"},
+            {"gas_price": 3 * 10**9},
+            {"max_fee_per_gas": 4 * 10**9, "max_priority_fee_per_gas": 10**9},
+            {},
+        ][i % 5]
         body: dict[str, Any] = {"to": DEAD, "value": i + 1, **pricing}
         if i % 2:
             body["gas_limit"] = 21_000
@@ -204,8 +224,9 @@ def test_transactions_reach_confirmed_with_consecutive_nonces(relayer_a: DevRela
         assert d["confirmed_at"] and d["sent_at"]
 
 
-def test_status_and_balance_report_the_chain(relayer_a: DevRelayer, chain: Chain,
-                                             provisioned: dict[str, Any]) -> None:
+def test_status_and_balance_report_the_chain(
+    relayer_a: DevRelayer, chain: Chain, provisioned: dict[str, Any]
+) -> None:
     address = provisioned["it-a"][1][ENV_EXPECTED_ADDRESS]
     with client_for(relayer_a) as http:
         status = http.get(f"/api/v1/relayers/{relayer_a.relayer_id}/status").json()
@@ -228,9 +249,11 @@ def test_api_key_is_required(relayer_a: DevRelayer) -> None:
     with client_for(relayer_a, auth=False) as http:
         missing = http.get(path)
         wrong = http.get(path, headers={"Authorization": "Bearer " + "x" * 43})
-        post = http.post(f"/api/v1/relayers/{relayer_a.relayer_id}/transactions",
-                         json={"to": DEAD, "value": 1},
-                         headers={"Authorization": relayer_a.api_key})  # no "Bearer " scheme
+        post = http.post(
+            f"/api/v1/relayers/{relayer_a.relayer_id}/transactions",
+            json={"to": DEAD, "value": 1},
+            headers={"Authorization": relayer_a.api_key},
+        )  # no "Bearer " scheme
         health = http.get("/api/v1/health")
         ready = http.get("/api/v1/ready")
     for resp in (missing, wrong, post):
@@ -244,8 +267,10 @@ def test_unknown_relayer_transaction_and_bad_body(relayer_a: DevRelayer) -> None
     with client_for(relayer_a) as http:
         other = http.get("/api/v1/relayers/nope/status")
         missing_tx = http.get(f"/api/v1/relayers/{relayer_a.relayer_id}/transactions/nope")
-        bad = http.post(f"/api/v1/relayers/{relayer_a.relayer_id}/transactions",
-                        json={"to": DEAD, "value": 1, "speed": "fast", "gas_price": 1})
+        bad = http.post(
+            f"/api/v1/relayers/{relayer_a.relayer_id}/transactions",
+            json={"to": DEAD, "value": 1, "speed": "fast", "gas_price": 1},
+        )
         no_value = http.post(f"/api/v1/relayers/{relayer_a.relayer_id}/transactions", json={"to": DEAD})
     assert other.status_code == 404 and other.json()["success"] is False
     assert missing_tx.status_code == 404
@@ -253,8 +278,9 @@ def test_unknown_relayer_transaction_and_bad_body(relayer_a: DevRelayer) -> None
     assert no_value.status_code == 400 and "value" in no_value.json()["error"]
 
 
-def test_webhooks_carry_every_status_change_signed(relayer_a: DevRelayer, receiver: Receiver,
-                                                   provisioned: dict[str, Any]) -> None:
+def test_webhooks_carry_every_status_change_signed(
+    relayer_a: DevRelayer, receiver: Receiver, provisioned: dict[str, Any]
+) -> None:
     key = provisioned["it-a"][1]["WEBHOOK_SIGNING_KEY"]
     with client_for(relayer_a) as http:
         tx_id = send(http, relayer_a, {"to": DEAD, "value": 7, "speed": "average"})["id"]
@@ -274,8 +300,9 @@ def test_webhooks_carry_every_status_change_signed(relayer_a: DevRelayer, receiv
         dt.datetime.fromisoformat(event["timestamp"])
 
 
-def test_revert_fails_and_estimation_failure_costs_no_nonce(relayer_a: DevRelayer, chain: Chain,
-                                                            provisioned: dict[str, Any]) -> None:
+def test_revert_fails_and_estimation_failure_costs_no_nonce(
+    relayer_a: DevRelayer, chain: Chain, provisioned: dict[str, Any]
+) -> None:
     address = provisioned["it-a"][1][ENV_EXPECTED_ADDRESS]
     start = tx_count(chain, address)
     with client_for(relayer_a) as http:
@@ -298,8 +325,9 @@ def test_revert_fails_and_estimation_failure_costs_no_nonce(relayer_a: DevRelaye
     assert tx_count(chain, address) == start + 3
 
 
-def test_valid_until_in_the_past_expires_without_a_nonce(relayer_a: DevRelayer, chain: Chain,
-                                                         provisioned: dict[str, Any]) -> None:
+def test_valid_until_in_the_past_expires_without_a_nonce(
+    relayer_a: DevRelayer, chain: Chain, provisioned: dict[str, Any]
+) -> None:
     address = provisioned["it-a"][1][ENV_EXPECTED_ADDRESS]
     start = tx_count(chain, address)
     past = (dt.datetime.now(dt.UTC) - dt.timedelta(seconds=5)).isoformat()
@@ -325,41 +353,55 @@ def test_policies_of_the_config_are_enforced(relayer_b: DevRelayer) -> None:
     assert policies == {"whitelist_receivers": [DEAD], "gas_price_cap": 50 * 10**9}
 
 
-def test_approle_of_one_relayer_cannot_read_another_relayers_key(openbao: OpenBao,
-                                                                  provisioned: dict[str, Any]) -> None:
+def test_approle_of_one_relayer_cannot_read_another_relayers_key(
+    openbao: OpenBao, provisioned: dict[str, Any]
+) -> None:
     env_a = provisioned["it-a"][1]
     app = hvac.Client(url=openbao.addr)
     app.auth.approle.login(role_id=env_a["VAULT_ROLE_ID"], secret_id=env_a["VAULT_SECRET_ID"])
-    own = app.secrets.kv.v2.read_secret_version(path="relayers/it-a", mount_point=openbao.kv_mount,
-                                                raise_on_deleted_version=True)
+    own = app.secrets.kv.v2.read_secret_version(
+        path="relayers/it-a", mount_point=openbao.kv_mount, raise_on_deleted_version=True
+    )
     assert set(own["data"]["data"]) == {"value"}
     with pytest.raises(hvac.exceptions.Forbidden):
-        app.secrets.kv.v2.read_secret_version(path="relayers/it-b", mount_point=openbao.kv_mount,
-                                              raise_on_deleted_version=True)
+        app.secrets.kv.v2.read_secret_version(
+            path="relayers/it-b", mount_point=openbao.kv_mount, raise_on_deleted_version=True
+        )
     with pytest.raises(hvac.exceptions.Forbidden):
         app.secrets.kv.v2.read_secret_metadata(path="relayers/it-a", mount_point=openbao.kv_mount)
     with pytest.raises(hvac.exceptions.Forbidden):
-        app.secrets.kv.v2.create_or_update_secret(path="relayers/it-a", secret={"value": "00" * 32},
-                                                  mount_point=openbao.kv_mount)
+        app.secrets.kv.v2.create_or_update_secret(
+            path="relayers/it-a", secret={"value": "00" * 32}, mount_point=openbao.kv_mount
+        )
 
 
 def _run_cli(config_dir: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    full = {"PATH": "/usr/bin:/bin", **env, "CONFIG_DIR": str(config_dir), "APP_PORT": str(free_port()),
-            "HOST": "127.0.0.1"}
-    return subprocess.run([sys.executable, "-m", "msq_devrelayer.cli"], env=full, capture_output=True,
-                          text=True, timeout=90)
+    full = {
+        "PATH": "/usr/bin:/bin",
+        **env,
+        "CONFIG_DIR": str(config_dir),
+        "APP_PORT": str(free_port()),
+        "HOST": "127.0.0.1",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "msq_devrelayer.cli"], env=full, capture_output=True, text=True, timeout=90
+    )
 
 
-@pytest.mark.parametrize(("change", "named"), [
-    (lambda c: c["relayers"][0].pop("paused"), "relayers.0.paused"),
-    (lambda c: c["signers"][0].update(type="hsm"), "signers.0.type"),
-    (lambda c: c["relayers"][0].update(signer_id="ghost"), "relayers.0.signer_id"),
-    (lambda c: c["networks"][0].update(chain_id="31337x"), "networks.0.chain_id"),
-    (lambda c: c["networks"][0].update(chain_id=1), "chain_id"),
-    (lambda c: c.update(relayers=[]), "relayers"),
-])
-def test_bad_config_stops_the_relayer_naming_the_field(provisioned: dict[str, Any], tmp_path: Path,
-                                                       change: Any, named: str) -> None:
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        (lambda c: c["relayers"][0].pop("paused"), "relayers.0.paused"),
+        (lambda c: c["signers"][0].update(type="hsm"), "signers.0.type"),
+        (lambda c: c["relayers"][0].update(signer_id="ghost"), "relayers.0.signer_id"),
+        (lambda c: c["networks"][0].update(chain_id="31337x"), "networks.0.chain_id"),
+        (lambda c: c["networks"][0].update(chain_id=1), "chain_id"),
+        (lambda c: c.update(relayers=[]), "relayers"),
+    ],
+)
+def test_bad_config_stops_the_relayer_naming_the_field(
+    provisioned: dict[str, Any], tmp_path: Path, change: Any, named: str
+) -> None:
     config_dir, env = provisioned["it-c"]
     cfg = json.loads((config_dir / "config.json").read_text())
     change(cfg)
@@ -396,8 +438,9 @@ def test_queue_depth_is_ozs_request_queue_key(provisioned: dict[str, Any], redis
     assert sync.llen("queue-probe:queue:transaction_request_queue:active") == 2
 
 
-def test_killed_relayer_restarts_with_the_right_nonce(provisioned: dict[str, Any], chain: Chain,
-                                                      stack_logs: Path) -> None:
+def test_killed_relayer_restarts_with_the_right_nonce(
+    provisioned: dict[str, Any], chain: Chain, stack_logs: Path
+) -> None:
     config_dir, env = provisioned["it-c"]
     address = env[ENV_EXPECTED_ADDRESS]
     start = tx_count(chain, address)
@@ -425,17 +468,18 @@ def test_metrics_are_served(relayer_a: DevRelayer) -> None:
     assert 'relayer_transaction_status_changes_total{relayer_id="it-a",status="confirmed"}' in text
 
 
-def test_no_private_key_in_any_log_or_response(openbao: OpenBao, provisioned: dict[str, Any],
-                                               stack_logs: Path) -> None:
+def test_no_private_key_in_any_log_or_response(
+    openbao: OpenBao, provisioned: dict[str, Any], stack_logs: Path
+) -> None:
     root = openbao.client()
     logs = "".join(p.read_text(errors="replace") for p in stack_logs.glob("devrelayer-*.log"))
     assert "signer loaded" in logs  # the logs being searched are the relayers' own
     responses = "\n".join(RESPONSES)
     assert len(RESPONSES) > 50
     for relayer_id, (_, env) in provisioned.items():
-        key = root.secrets.kv.v2.read_secret_version(path=f"relayers/{relayer_id}",
-                                                     mount_point=openbao.kv_mount,
-                                                     raise_on_deleted_version=True)["data"]["data"]["value"]
+        key = root.secrets.kv.v2.read_secret_version(
+            path=f"relayers/{relayer_id}", mount_point=openbao.kv_mount, raise_on_deleted_version=True
+        )["data"]["data"]["value"]
         raw = key.lower().removeprefix("0x")
         assert len(raw) == 64
         for text in (logs, responses):

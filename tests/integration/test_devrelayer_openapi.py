@@ -79,12 +79,22 @@ def webhooks() -> Iterator[tuple[str, list[bytes]]]:
 
 
 @pytest.fixture(scope="module")
-def relayer(openbao: OpenBao, redis_server: Redis, chain: Chain, stack_logs: Path,
-            tmp_path_factory: pytest.TempPathFactory,
-            webhooks: tuple[str, list[bytes]]) -> Iterator[DevRelayer]:
-    config_dir, env = provision_dev_relayer(openbao, redis_server.url, chain, relayer_id="oa-1",
-                                            work_dir=tmp_path_factory.mktemp("openapi"),
-                                            webhook_url=webhooks[0])
+def relayer(
+    openbao: OpenBao,
+    redis_server: Redis,
+    chain: Chain,
+    stack_logs: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    webhooks: tuple[str, list[bytes]],
+) -> Iterator[DevRelayer]:
+    config_dir, env = provision_dev_relayer(
+        openbao,
+        redis_server.url,
+        chain,
+        relayer_id="oa-1",
+        work_dir=tmp_path_factory.mktemp("openapi"),
+        webhook_url=webhooks[0],
+    )
     rel = start_dev_relayer(config_dir, env, stack_logs, "devrelayer-oa-1")
     yield rel
     rel.stop()
@@ -99,21 +109,30 @@ def http(relayer: DevRelayer) -> Iterator[httpx.Client]:
 REQUESTS = [
     {"to": DEAD, "value": 1, "speed": "fast"},
     {"to": DEAD, "value": 0, "data": "0x", "gas_limit": 21000, "gas_price": 2 * 10**9},
-    {"to": DEAD, "value": 3, "max_fee_per_gas": 4 * 10**9, "max_priority_fee_per_gas": 10**9,
-     "valid_until": "2099-01-01T00:00:00Z"},
+    {
+        "to": DEAD,
+        "value": 3,
+        "max_fee_per_gas": 4 * 10**9,
+        "max_priority_fee_per_gas": 10**9,
+        "valid_until": "2099-01-01T00:00:00Z",
+    },
 ]
 
 
 def test_the_checker_is_not_vacuous(registry: Registry) -> None:
     with pytest.raises(AssertionError, match="balance"):
-        check(registry, "ApiResponse_BalanceResponse",
-              {"success": True, "data": {"balance": "1", "unit": "wei"}})
+        check(
+            registry,
+            "ApiResponse_BalanceResponse",
+            {"success": True, "data": {"balance": "1", "unit": "wei"}},
+        )
     with pytest.raises(AssertionError):
         check(registry, "ApiResponse_TransactionResponse", {"success": True, "data": {"id": "x"}})
 
 
-def test_requests_we_send_are_ozs_evm_transaction_requests(registry: Registry,
-                                                            openapi: dict[str, Any]) -> None:
+def test_requests_we_send_are_ozs_evm_transaction_requests(
+    registry: Registry, openapi: dict[str, Any]
+) -> None:
     body = openapi["paths"]["/api/v1/relayers/{relayer_id}/transactions"]["post"]["requestBody"]
     assert body["content"]["application/json"]["schema"]["$ref"].endswith("/NetworkTransactionRequest")
     # NetworkTransactionRequest is a oneOf whose Solana branch has no required field, so any object matches
@@ -122,11 +141,13 @@ def test_requests_we_send_are_ozs_evm_transaction_requests(registry: Registry,
         check(registry, "EvmTransactionRequest", request)
 
 
-def test_transaction_responses_match(registry: Registry, openapi: dict[str, Any], http: httpx.Client,
-                                     relayer: DevRelayer) -> None:
+def test_transaction_responses_match(
+    registry: Registry, openapi: dict[str, Any], http: httpx.Client, relayer: DevRelayer
+) -> None:
     post_schema = response_schema(openapi, "/api/v1/relayers/{relayer_id}/transactions", "post", 200)
-    get_schema = response_schema(openapi, "/api/v1/relayers/{relayer_id}/transactions/{transaction_id}",
-                                 "get", 200)
+    get_schema = response_schema(
+        openapi, "/api/v1/relayers/{relayer_id}/transactions/{transaction_id}", "get", 200
+    )
     ids = []
     for request in REQUESTS:
         resp = http.post(f"/api/v1/relayers/{relayer.relayer_id}/transactions", json=request)
@@ -149,27 +170,39 @@ def test_transaction_responses_match(registry: Registry, openapi: dict[str, Any]
     assert "confirmed" in seen
 
 
-def test_relayer_status_balance_and_details_match(registry: Registry, openapi: dict[str, Any],
-                                                  http: httpx.Client, relayer: DevRelayer) -> None:
-    for suffix, path in (("/status", "/api/v1/relayers/{relayer_id}/status"),
-                         ("/balance", "/api/v1/relayers/{relayer_id}/balance"),
-                         ("", "/api/v1/relayers/{relayer_id}")):
+def test_relayer_status_balance_and_details_match(
+    registry: Registry, openapi: dict[str, Any], http: httpx.Client, relayer: DevRelayer
+) -> None:
+    for suffix, path in (
+        ("/status", "/api/v1/relayers/{relayer_id}/status"),
+        ("/balance", "/api/v1/relayers/{relayer_id}/balance"),
+        ("", "/api/v1/relayers/{relayer_id}"),
+    ):
         resp = http.get(f"/api/v1/relayers/{relayer.relayer_id}{suffix}")
         assert resp.status_code == 200
         check(registry, response_schema(openapi, path, "get", 200), resp.json())
 
 
-def test_error_responses_match(registry: Registry, openapi: dict[str, Any], http: httpx.Client,
-                               relayer: DevRelayer) -> None:
+def test_error_responses_match(
+    registry: Registry, openapi: dict[str, Any], http: httpx.Client, relayer: DevRelayer
+) -> None:
     tx_path = "/api/v1/relayers/{relayer_id}/transactions"
     url = f"/api/v1/relayers/{relayer.relayer_id}/transactions"
     cases = [
         (http.post(url, json={"to": DEAD}), tx_path, "post", 400),
-        (http.post(url, json={"to": DEAD, "value": 1},
-                   headers={"Authorization": "Bearer wrong"}), tx_path, "post", 401),
+        (
+            http.post(url, json={"to": DEAD, "value": 1}, headers={"Authorization": "Bearer wrong"}),
+            tx_path,
+            "post",
+            401,
+        ),
         (http.get("/api/v1/relayers/ghost/status"), "/api/v1/relayers/{relayer_id}/status", "get", 404),
-        (http.get(f"/api/v1/relayers/{relayer.relayer_id}/transactions/ghost"),
-         "/api/v1/relayers/{relayer_id}/transactions/{transaction_id}", "get", 404),
+        (
+            http.get(f"/api/v1/relayers/{relayer.relayer_id}/transactions/ghost"),
+            "/api/v1/relayers/{relayer_id}/transactions/{transaction_id}",
+            "get",
+            404,
+        ),
     ]
     for resp, path, method, status in cases:
         assert resp.status_code == status
@@ -187,8 +220,9 @@ def test_health_and_readiness_match(registry: Registry, openapi: dict[str, Any],
     check(registry, content["application/json"]["schema"]["$ref"].rsplit("/", 1)[-1], ready.json())
 
 
-def test_webhook_payloads_carry_ozs_transaction_response(registry: Registry,
-                                                         webhooks: tuple[str, list[bytes]]) -> None:
+def test_webhook_payloads_carry_ozs_transaction_response(
+    registry: Registry, webhooks: tuple[str, list[bytes]]
+) -> None:
     # Runs after the transactions above were relayed; each status change produced one webhook.
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline and len(webhooks[1]) < 4 * len(REQUESTS):

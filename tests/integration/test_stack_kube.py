@@ -4,32 +4,15 @@ objects garbage-collected by kube-controller-manager, and kubectl talks to it.""
 from __future__ import annotations
 
 import subprocess
-import time
 import uuid
-from collections.abc import Callable, Iterator
-from typing import TypeVar
+from collections.abc import Iterator
 
 import pytest
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
 from msq_devstack.kube import KubeControlPlane
-
-T = TypeVar("T")
-
-
-def eventually(fn: Callable[[], T], timeout: float = 60, interval: float = 0.25) -> T:
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            result = fn()
-            if result:
-                return result
-        except (ApiException, AssertionError) as e:
-            last = e
-        time.sleep(interval)
-    raise AssertionError(f"condition not met in {timeout}s (last error: {last})")
+from tests.support.kube import eventually
 
 
 @pytest.fixture(scope="module")

@@ -4,47 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from msq_devstack.scenario import API_KEYS_SECRET, REDIS_SECRET, VAULT_AUTH_SECRET
+from msq_devstack.scenario import pool_manifest as pool
 from tests.support.kube import GROUP, VERSION
 
-VAULT_AUTH_SECRET = "vault-operator-token"
-REDIS_SECRET = "relayer-redis"
-API_KEYS_SECRET = "gateway-api-keys"
-
-
-def pool(
-    name: str,
-    *,
-    replicas: int,
-    vault_addr: str,
-    rpc_url: str,
-    chain_id: int,
-    forwarder: str,
-    autoscaling: dict[str, Any] | None = None,
-    labels: dict[str, str] | None = None,
-    routing: str = "RoundRobin",
-) -> dict[str, Any]:
-    spec: dict[str, Any] = {
-        "network": {"name": "anvil", "chainId": chain_id, "rpcUrls": [rpc_url], "requiredConfirmations": 1},
-        "replicas": replicas,
-        "signer": {
-            "vaultAddress": vault_addr,
-            "auth": {"method": "Token", "secretRef": {"name": VAULT_AUTH_SECRET}},
-        },
-        "redis": {"urlSecretRef": {"name": REDIS_SECRET}},
-        "gateway": {
-            "routing": routing,
-            "apiKeysSecretRef": {"name": API_KEYS_SECRET},
-            "forwarder": {"address": forwarder, "name": "MSQForwarder"},
-        },
-    }
-    if autoscaling:
-        spec["autoscaling"] = autoscaling
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "RelayerPool",
-        "metadata": {"name": name, "labels": labels or {"app": name}},
-        "spec": spec,
-    }
+__all__ = ["API_KEYS_SECRET", "REDIS_SECRET", "VAULT_AUTH_SECRET", "contract_policy", "pool"]
 
 
 def contract_policy(

@@ -24,8 +24,11 @@ async def _scenario() -> tuple[list[int], list[bytes], int]:
         connections += 1
         while True:
             head = await reader.readuntil(b"\r\n\r\n")
-            length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                          if line.lower().startswith(b"content-length"))
+            length = next(
+                int(line.split(b":")[1])
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length")
+            )
             bodies.append(await reader.readexactly(length))
             reply = RESPONSES[(len(bodies) - 1) % len(RESPONSES)]
             writer.write(reply)

@@ -24,16 +24,50 @@ from msq_devrelayer.webhooks import sign_body, transaction_update
 
 ENV = {"VAULT_ROLE_ID": "role", "VAULT_SECRET_ID": "s3cr3t-value", "WEBHOOK_SIGNING_KEY": "w" * 40}
 CONFIG: dict[str, Any] = {
-    "relayers": [{"id": "r1", "name": "r1", "network": "anvil", "paused": False, "network_type": "evm",
-                  "signer_id": "s1", "notification_id": "n1", "policies": {"min_balance": 1}}],
-    "signers": [{"id": "s1", "type": "vault", "config": {
-        "address": "http://127.0.0.1:8200", "role_id": {"type": "env", "value": "VAULT_ROLE_ID"},
-        "secret_id": {"type": "env", "value": "VAULT_SECRET_ID"}, "key_name": "relayers/r1",
-        "mount_point": "secret"}}],
-    "notifications": [{"id": "n1", "type": "webhook", "url": "http://127.0.0.1:9000/hook",
-                       "signing_key": {"type": "env", "value": "WEBHOOK_SIGNING_KEY"}}],
-    "networks": [{"type": "evm", "network": "anvil", "chain_id": 31337, "required_confirmations": 1,
-                  "symbol": "ETH", "rpc_urls": ["http://127.0.0.1:8545"], "features": ["eip1559"]}],
+    "relayers": [
+        {
+            "id": "r1",
+            "name": "r1",
+            "network": "anvil",
+            "paused": False,
+            "network_type": "evm",
+            "signer_id": "s1",
+            "notification_id": "n1",
+            "policies": {"min_balance": 1},
+        }
+    ],
+    "signers": [
+        {
+            "id": "s1",
+            "type": "vault",
+            "config": {
+                "address": "http://127.0.0.1:8200",
+                "role_id": {"type": "env", "value": "VAULT_ROLE_ID"},
+                "secret_id": {"type": "env", "value": "VAULT_SECRET_ID"},
+                "key_name": "relayers/r1",
+                "mount_point": "secret",
+            },
+        }
+    ],
+    "notifications": [
+        {
+            "id": "n1",
+            "type": "webhook",
+            "url": "http://127.0.0.1:9000/hook",
+            "signing_key": {"type": "env", "value": "WEBHOOK_SIGNING_KEY"},
+        }
+    ],
+    "networks": [
+        {
+            "type": "evm",
+            "network": "anvil",
+            "chain_id": 31337,
+            "required_confirmations": 1,
+            "symbol": "ETH",
+            "rpc_urls": ["http://127.0.0.1:8545"],
+            "features": ["eip1559"],
+        }
+    ],
 }
 
 
@@ -59,30 +93,33 @@ def test_valid_config_resolves_secrets_from_env() -> None:
     assert cfg.policies.min_balance == 1 and cfg.policies_explicit
 
 
-@pytest.mark.parametrize(("path", "value", "named"), [
-    ("relayers.0.paused", ..., "relayers.0.paused"),
-    ("relayers.0.id", "a" * 37, "relayers.0.id"),
-    ("relayers.0.id", "bad id", "relayers.0.id"),
-    ("relayers.0.signer_id", "nope", "relayers.0.signer_id"),
-    ("relayers.0.notification_id", "nope", "relayers.0.notification_id"),
-    ("relayers.0.network", "mainnet", "relayers.0.network"),
-    ("relayers.0.policies", {"gas_price_kap": 1}, "relayers.0.policies.gas_price_kap"),
-    ("relayers.0.network_type", "solana", "relayers.0.network_type"),
-    ("relayers", [], "relayers"),
-    ("signers.0.type", "hsm", "signers.0.type"),
-    ("signers.0.type", "local", "signers.0.type"),
-    ("signers.0.config.key_name", ..., "signers.0.config.key_name"),
-    ("signers.0.config.role_id", {"type": "env", "value": "MISSING_ROLE"}, "signers.0.config.role_id"),
-    ("signers.0.config.extra", 1, "signers.0.config.extra"),
-    ("notifications", [], "notifications"),
-    ("notifications.0.url", "not-a-url", "notifications.0.url"),
-    ("networks.0.chain_id", -5, "networks.0.chain_id"),
-    ("networks.0.chain_id", "31337x", "networks.0.chain_id"),
-    ("networks.0.chain_id", ..., "networks.0.chain_id"),
-    ("networks.0.symbol", ..., "networks.0.symbol"),
-    ("networks.0.rpc_urls", [], "networks.0.rpc_urls"),
-    ("networks.0.rpc_urls", ["localhost:8545"], "networks.0.rpc_urls.0"),
-])
+@pytest.mark.parametrize(
+    ("path", "value", "named"),
+    [
+        ("relayers.0.paused", ..., "relayers.0.paused"),
+        ("relayers.0.id", "a" * 37, "relayers.0.id"),
+        ("relayers.0.id", "bad id", "relayers.0.id"),
+        ("relayers.0.signer_id", "nope", "relayers.0.signer_id"),
+        ("relayers.0.notification_id", "nope", "relayers.0.notification_id"),
+        ("relayers.0.network", "mainnet", "relayers.0.network"),
+        ("relayers.0.policies", {"gas_price_kap": 1}, "relayers.0.policies.gas_price_kap"),
+        ("relayers.0.network_type", "solana", "relayers.0.network_type"),
+        ("relayers", [], "relayers"),
+        ("signers.0.type", "hsm", "signers.0.type"),
+        ("signers.0.type", "local", "signers.0.type"),
+        ("signers.0.config.key_name", ..., "signers.0.config.key_name"),
+        ("signers.0.config.role_id", {"type": "env", "value": "MISSING_ROLE"}, "signers.0.config.role_id"),
+        ("signers.0.config.extra", 1, "signers.0.config.extra"),
+        ("notifications", [], "notifications"),
+        ("notifications.0.url", "not-a-url", "notifications.0.url"),
+        ("networks.0.chain_id", -5, "networks.0.chain_id"),
+        ("networks.0.chain_id", "31337x", "networks.0.chain_id"),
+        ("networks.0.chain_id", ..., "networks.0.chain_id"),
+        ("networks.0.symbol", ..., "networks.0.symbol"),
+        ("networks.0.rpc_urls", [], "networks.0.rpc_urls"),
+        ("networks.0.rpc_urls", ["localhost:8545"], "networks.0.rpc_urls.0"),
+    ],
+)
 def test_config_oz_would_reject_is_rejected_naming_the_field(path: str, value: Any, named: str) -> None:
     with pytest.raises(StartupError) as err:
         parse_config(mutated(path, value), ENV)
@@ -109,32 +146,42 @@ def test_api_key_must_have_32_characters() -> None:
     assert settings_from_env({"API_KEY": "x" * 32, "REDIS_URL": "redis://h"}).queue_prefix == ""
 
 
-@pytest.mark.parametrize("body", [
-    {"to": "0x" + "11" * 20},                                                  # value missing
-    {"to": "0x1234", "value": 0},
-    {"to": "0x" + "11" * 20, "value": -1},
-    {"to": "0x" + "11" * 20, "value": 0, "data": "0xabc"},
-    {"to": "0x" + "11" * 20, "value": 0, "speed": "ludicrous"},
-    {"to": "0x" + "11" * 20, "value": 0, "speed": "fast", "gas_price": 1},
-    {"to": "0x" + "11" * 20, "value": 0, "max_fee_per_gas": 2},
-    {"to": "0x" + "11" * 20, "value": 0, "max_fee_per_gas": 1, "max_priority_fee_per_gas": 2},
-    {"to": "0x" + "11" * 20, "value": 0, "valid_until": "tomorrow"},
-    {"to": "0x" + "11" * 20, "value": 0, "valid_until": "2030-01-01T00:00:00"},
-    {"to": "0x" + "11" * 20, "value": 0, "nonce": 5},
-    {"value": 0},
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"to": "0x" + "11" * 20},  # value missing
+        {"to": "0x1234", "value": 0},
+        {"to": "0x" + "11" * 20, "value": -1},
+        {"to": "0x" + "11" * 20, "value": 0, "data": "0xabc"},
+        {"to": "0x" + "11" * 20, "value": 0, "speed": "ludicrous"},
+        {"to": "0x" + "11" * 20, "value": 0, "speed": "fast", "gas_price": 1},
+        {"to": "0x" + "11" * 20, "value": 0, "max_fee_per_gas": 2},
+        {"to": "0x" + "11" * 20, "value": 0, "max_fee_per_gas": 1, "max_priority_fee_per_gas": 2},
+        {"to": "0x" + "11" * 20, "value": 0, "valid_until": "tomorrow"},
+        {"to": "0x" + "11" * 20, "value": 0, "valid_until": "2030-01-01T00:00:00"},
+        {"to": "0x" + "11" * 20, "value": 0, "nonce": 5},
+        {"value": 0},
+    ],
+)
 def test_bad_transaction_requests_are_refused(body: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
         EvmTransactionRequest.model_validate(body)
 
 
 def test_good_transaction_requests_pass() -> None:
-    for body in ({"to": "0x" + "11" * 20, "value": 1},
-                 {"to": "0x" + "11" * 20, "value": 0, "data": "0x", "gas_limit": 21000, "speed": "safeLow"},
-                 {"to": "0x" + "11" * 20, "value": 0, "gas_price": 10},
-                 {"to": "0x" + "11" * 20, "value": 0, "max_fee_per_gas": 2, "max_priority_fee_per_gas": 1,
-                  "valid_until": "2030-01-01T00:00:00Z"},
-                 {"value": 0, "data": "0x6000"}):
+    for body in (
+        {"to": "0x" + "11" * 20, "value": 1},
+        {"to": "0x" + "11" * 20, "value": 0, "data": "0x", "gas_limit": 21000, "speed": "safeLow"},
+        {"to": "0x" + "11" * 20, "value": 0, "gas_price": 10},
+        {
+            "to": "0x" + "11" * 20,
+            "value": 0,
+            "max_fee_per_gas": 2,
+            "max_priority_fee_per_gas": 1,
+            "valid_until": "2030-01-01T00:00:00Z",
+        },
+        {"value": 0, "data": "0x6000"},
+    ):
         EvmTransactionRequest.model_validate(body)
 
 
@@ -167,8 +214,17 @@ def test_nonce_load_takes_the_furthest_of_store_chain_and_records() -> None:
 
 
 def test_webhook_body_and_signature_follow_oz() -> None:
-    rec = TxRecord(id="t1", relayer_id="r1", from_address="0x" + "22" * 20, status="mined", created_at="now",
-                   value=5, nonce=3, hash="0x" + "33" * 32, raw="0xdead")
+    rec = TxRecord(
+        id="t1",
+        relayer_id="r1",
+        from_address="0x" + "22" * 20,
+        status="mined",
+        created_at="now",
+        value=5,
+        nonce=3,
+        hash="0x" + "33" * 32,
+        raw="0xdead",
+    )
     body = transaction_update(rec.response())
     event = json.loads(body)
     assert event["event"] == "transaction_update"
@@ -180,8 +236,17 @@ def test_webhook_body_and_signature_follow_oz() -> None:
 
 
 def test_record_round_trips_and_response_omits_internal_fields() -> None:
-    rec = TxRecord(id="t1", relayer_id="r1", from_address="0x" + "22" * 20, status="sent", created_at="c",
-                   value=10**30, gas_price=7, raw="0xff", mined_block=9)
+    rec = TxRecord(
+        id="t1",
+        relayer_id="r1",
+        from_address="0x" + "22" * 20,
+        status="sent",
+        created_at="c",
+        value=10**30,
+        gas_price=7,
+        raw="0xff",
+        mined_block=9,
+    )
     assert TxRecord.from_json(rec.to_json()) == rec
     resp = rec.response()
     assert resp["value"] == str(10**30) and resp["gas_price"] == "7"

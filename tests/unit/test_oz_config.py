@@ -29,9 +29,12 @@ def params(**overrides: object) -> OzRelayerParams:
         network="polygon-amoy",
         chain_id=80002,
         rpc_urls=("https://rpc-amoy.polygon.technology",),
-        signer=VaultSignerParams(vault_address="https://vault.example:8200",
-                                 key_name="msq/payments/payments-0", mount_point="secret",
-                                 relayer_address=ADDRESS),
+        signer=VaultSignerParams(
+            vault_address="https://vault.example:8200",
+            key_name="msq/payments/payments-0",
+            mount_point="secret",
+            relayer_address=ADDRESS,
+        ),
         webhook_url="http://payments-gateway.msq.svc:8080/api/v1/webhooks/relayer",
         required_confirmations=3,
     )
@@ -43,24 +46,44 @@ def test_renders_ozs_shape_for_one_vault_relayer() -> None:
     cfg = build_oz_config(params())
     assert set(cfg) == {"relayers", "signers", "notifications", "networks"}
     (relayer,) = cfg["relayers"]
-    assert relayer == {"id": "payments-0", "name": "payments-0", "network": "polygon-amoy", "paused": False,
-                       "network_type": "evm", "signer_id": "payments-0", "notification_id": "payments-0"}
+    assert relayer == {
+        "id": "payments-0",
+        "name": "payments-0",
+        "network": "polygon-amoy",
+        "paused": False,
+        "network_type": "evm",
+        "signer_id": "payments-0",
+        "notification_id": "payments-0",
+    }
     (signer,) = cfg["signers"]
-    assert signer == {"id": "payments-0", "type": "vault", "config": {
-        "address": "https://vault.example:8200",
-        "role_id": {"type": "env", "value": ENV_VAULT_ROLE_ID},
-        "secret_id": {"type": "env", "value": ENV_VAULT_SECRET_ID},
-        "key_name": "msq/payments/payments-0",
-        "mount_point": "secret",
-    }}
+    assert signer == {
+        "id": "payments-0",
+        "type": "vault",
+        "config": {
+            "address": "https://vault.example:8200",
+            "role_id": {"type": "env", "value": ENV_VAULT_ROLE_ID},
+            "secret_id": {"type": "env", "value": ENV_VAULT_SECRET_ID},
+            "key_name": "msq/payments/payments-0",
+            "mount_point": "secret",
+        },
+    }
     (note,) = cfg["notifications"]
-    assert note == {"id": "payments-0", "type": "webhook",
-                    "url": "http://payments-gateway.msq.svc:8080/api/v1/webhooks/relayer",
-                    "signing_key": {"type": "env", "value": ENV_WEBHOOK_SIGNING_KEY}}
+    assert note == {
+        "id": "payments-0",
+        "type": "webhook",
+        "url": "http://payments-gateway.msq.svc:8080/api/v1/webhooks/relayer",
+        "signing_key": {"type": "env", "value": ENV_WEBHOOK_SIGNING_KEY},
+    }
     (network,) = cfg["networks"]
-    assert network == {"type": "evm", "network": "polygon-amoy", "chain_id": 80002,
-                       "required_confirmations": 3, "symbol": "ETH", "rpc_urls": ["https://rpc-amoy.polygon.technology"],
-                       "features": ["eip1559"]}
+    assert network == {
+        "type": "evm",
+        "network": "polygon-amoy",
+        "chain_id": 80002,
+        "required_confirmations": 3,
+        "symbol": "ETH",
+        "rpc_urls": ["https://rpc-amoy.polygon.technology"],
+        "features": ["eip1559"],
+    }
 
 
 def test_the_file_holds_no_secret_and_no_relayer_address() -> None:
@@ -71,12 +94,21 @@ def test_the_file_holds_no_secret_and_no_relayer_address() -> None:
 
 
 def test_policies_render_only_what_is_set() -> None:
-    policies = RelayerPolicies(gas_price_cap=200 * 10**9, min_balance=10**17, whitelist_receivers=(ADDRESS,),
-                               eip1559_pricing=True, gas_limit_estimation=False)
+    policies = RelayerPolicies(
+        gas_price_cap=200 * 10**9,
+        min_balance=10**17,
+        whitelist_receivers=(ADDRESS,),
+        eip1559_pricing=True,
+        gas_limit_estimation=False,
+    )
     cfg = build_oz_config(params(policies=policies))
-    assert cfg["relayers"][0]["policies"] == {"gas_price_cap": 200 * 10**9, "min_balance": 10**17,
-                                              "whitelist_receivers": [ADDRESS], "eip1559_pricing": True,
-                                              "gas_limit_estimation": False}
+    assert cfg["relayers"][0]["policies"] == {
+        "gas_price_cap": 200 * 10**9,
+        "min_balance": 10**17,
+        "whitelist_receivers": [ADDRESS],
+        "eip1559_pricing": True,
+        "gas_limit_estimation": False,
+    }
     assert "policies" not in build_oz_config(params())["relayers"][0]
 
 
@@ -86,7 +118,11 @@ def test_legacy_network_has_no_eip1559_feature_and_env_rpc_urls_render_as_refere
     assert network["features"] == []
     assert network["rpc_urls"] == [{"type": "env", "value": "RPC_URL_AMOY"}, "https://b.example"]
     assert required_env(params(rpc_urls=(EnvRef("RPC_URL_AMOY"),))) == (
-        ENV_VAULT_ROLE_ID, ENV_VAULT_SECRET_ID, ENV_WEBHOOK_SIGNING_KEY, "RPC_URL_AMOY")
+        ENV_VAULT_ROLE_ID,
+        ENV_VAULT_SECRET_ID,
+        ENV_WEBHOOK_SIGNING_KEY,
+        "RPC_URL_AMOY",
+    )
 
 
 def test_unsigned_webhook_has_no_signing_key() -> None:
@@ -95,17 +131,20 @@ def test_unsigned_webhook_has_no_signing_key() -> None:
     assert ENV_WEBHOOK_SIGNING_KEY not in required_env(params(webhook_signing=False))
 
 
-@pytest.mark.parametrize(("overrides", "message"), [
-    ({"relayer_id": "x" * 37}, "relayer_id"),
-    ({"relayer_id": "bad.id"}, "relayer_id"),
-    ({"chain_id": -1}, "chain_id"),
-    ({"rpc_urls": ()}, "rpc_urls"),
-    ({"rpc_urls": ("localhost:8545",)}, "rpc url"),
-    ({"webhook_url": "gateway:8080"}, "webhook_url"),
-    ({"required_confirmations": -1}, "required_confirmations"),
-    ({"policies": RelayerPolicies(whitelist_receivers=("0x1234",))}, "whitelist_receivers"),
-    ({"policies": RelayerPolicies(min_balance=-1)}, "min_balance"),
-])
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"relayer_id": "x" * 37}, "relayer_id"),
+        ({"relayer_id": "bad.id"}, "relayer_id"),
+        ({"chain_id": -1}, "chain_id"),
+        ({"rpc_urls": ()}, "rpc_urls"),
+        ({"rpc_urls": ("localhost:8545",)}, "rpc url"),
+        ({"webhook_url": "gateway:8080"}, "webhook_url"),
+        ({"required_confirmations": -1}, "required_confirmations"),
+        ({"policies": RelayerPolicies(whitelist_receivers=("0x1234",))}, "whitelist_receivers"),
+        ({"policies": RelayerPolicies(min_balance=-1)}, "min_balance"),
+    ],
+)
 def test_refuses_what_oz_would_refuse(overrides: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         build_oz_config(params(**overrides))

@@ -19,9 +19,24 @@ def test_policy_reads_exactly_the_kv2_data_path_of_one_key() -> None:
     assert kv2_data_path("kv", "a/b") == "kv/data/a/b"
 
 
-@pytest.mark.parametrize("path", [
-    "", "a//b", "/a", "a/", "a/../b", "..", "a/./b", "a/*", "a/+/b", 'a"b', "a b", "a\nb", "a{b}",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "",
+        "a//b",
+        "/a",
+        "a/",
+        "a/../b",
+        "..",
+        "a/./b",
+        "a/*",
+        "a/+/b",
+        'a"b',
+        "a b",
+        "a\nb",
+        "a{b}",
+    ],
+)
 def test_paths_that_could_widen_or_break_a_policy_are_refused(path: str) -> None:
     with pytest.raises(ValueError):
         validate_path(path, "key path")
