@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench import gateway_overhead, pool_scaling
+from bench import gateway_overhead, operator_timings, pool_scaling
 from bench.report import emit, quiet_logs
 
 
@@ -12,6 +12,7 @@ def main() -> None:
         {
             "gateway_overhead": gateway_overhead.run(requests=200),
             "pool_scaling": pool_scaling.run(sizes=[1, 2, 4, 8], count=300, concurrency=48),
+            "operator_timings": operator_timings.run(),
         }
     )
 
