@@ -204,8 +204,13 @@ def gateway_openapi() -> str:
     return json.dumps(create_app(snapshot).openapi(), indent=2, sort_keys=False) + "\n"
 
 
-def outputs() -> dict[Path, str]:
-    return {CRD_REFERENCE: crd_reference(), GATEWAY_OPENAPI: gateway_openapi()}
+def outputs(docs_dir: Path | None = None) -> dict[Path, str]:
+    crd_path, openapi_path = (
+        (CRD_REFERENCE, GATEWAY_OPENAPI)
+        if docs_dir is None
+        else (docs_dir / CRD_REFERENCE.name, docs_dir / GATEWAY_OPENAPI.name)
+    )
+    return {crd_path: crd_reference(), openapi_path: gateway_openapi()}
 
 
 def _display(path: Path) -> str:
@@ -215,9 +220,10 @@ def _display(path: Path) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m msq_devstack.docgen", description=__doc__.split("\n")[0])
     parser.add_argument("--check", action="store_true", help="fail if a committed file is out of date")
+    parser.add_argument("--docs-dir", type=Path, help="folder to write or check (default: docs/)")
     args = parser.parse_args(argv)
     stale = []
-    for path, text in outputs().items():
+    for path, text in outputs(args.docs_dir).items():
         if args.check:
             if not path.exists() or path.read_text() != text:
                 stale.append(path)

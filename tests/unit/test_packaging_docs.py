@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import yaml
 
@@ -35,9 +36,9 @@ def test_openapi_documents_the_gateway_api() -> None:
     assert {"/api/v1/relay/direct", "/api/v1/relay/gasless", "/api/v1/webhooks/relayer"} <= set(doc["paths"])
 
 
-def test_check_mode_reports_a_stale_file(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    monkeypatch.setattr(docgen, "CRD_REFERENCE", tmp_path / "crd-reference.md")
-    monkeypatch.setattr(docgen, "GATEWAY_OPENAPI", tmp_path / "gateway-openapi.json")
-    assert docgen.main(["--check"]) == 1
-    assert docgen.main([]) == 0
-    assert docgen.main(["--check"]) == 0
+def test_check_mode_reports_a_stale_file(tmp_path: Path) -> None:
+    out = ["--docs-dir", str(tmp_path)]
+    assert docgen.main(["--check", *out]) == 1
+    assert docgen.main(out) == 0
+    assert (tmp_path / "crd-reference.md").read_text() == docgen.CRD_REFERENCE.read_text()
+    assert docgen.main(["--check", *out]) == 0
