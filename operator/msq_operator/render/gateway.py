@@ -3,13 +3,20 @@ credentials it needs, a Deployment and a Service."""
 
 from __future__ import annotations
 
-import base64
 import hashlib
 from typing import Any
 
 import yaml
 
-from msq_operator.render.meta import LABEL_COMPONENT, LABEL_POOL, MANAGED_BY, owner_reference, oz_relayer_id
+from msq_operator.render.meta import (
+    CONTAINER_SECURITY_CONTEXT,
+    LABEL_COMPONENT,
+    LABEL_POOL,
+    MANAGED_BY,
+    owned_meta,
+    oz_relayer_id,
+    secret_data,
+)
 from msq_operator.render.pool import gateway_name
 from msq_operator.render.relayer import SECRET_API_KEY, SECRET_WEBHOOK_SIGNING_KEY
 from msq_operator.resources.policy import ContractPolicySpec
@@ -25,12 +32,7 @@ RPC_URL_KEY = "rpc_url"
 
 
 def _meta(pool: dict[str, Any], name: str) -> dict[str, Any]:
-    return {
-        "name": name,
-        "namespace": pool["metadata"]["namespace"],
-        "labels": labels(pool),
-        "ownerReferences": [owner_reference(pool)],
-    }
+    return owned_meta(pool, name, labels(pool))
 
 
 def labels(pool: dict[str, Any]) -> dict[str, str]:
@@ -156,7 +158,7 @@ def build_secret(pool: dict[str, Any], values: dict[str, str]) -> dict[str, Any]
         "kind": "Secret",
         "type": "Opaque",
         "metadata": _meta(pool, secret_name(pool["metadata"]["name"])),
-        "data": {k: base64.b64encode(v.encode()).decode() for k, v in sorted(values.items())},
+        "data": secret_data(values),
     }
 
 
@@ -210,11 +212,7 @@ def build_deployment(pool: dict[str, Any], spec: RelayerPoolSpec) -> dict[str, A
                                 "requests": {"cpu": "100m", "memory": "128Mi"},
                                 "limits": {"memory": "512Mi"},
                             },
-                            "securityContext": {
-                                "allowPrivilegeEscalation": False,
-                                "readOnlyRootFilesystem": True,
-                                "capabilities": {"drop": ["ALL"]},
-                            },
+                            "securityContext": CONTAINER_SECURITY_CONTEXT,
                             "volumeMounts": [
                                 {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
                                 {"name": "secrets", "mountPath": SECRETS_DIR, "readOnly": True},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import re
@@ -50,3 +51,27 @@ def vault_name(namespace: str, name: str) -> str:
     if len(raw) <= 128:
         return raw
     return f"{raw[:110]}-{hashlib.sha256(raw.encode()).hexdigest()[:16]}"
+
+
+def owned_meta(owner: dict[str, Any], name: str, labels: dict[str, str]) -> dict[str, Any]:
+    """Metadata of an object `owner` controls: same namespace, garbage-collected with it."""
+    return {
+        "name": name,
+        "namespace": owner["metadata"]["namespace"],
+        "labels": labels,
+        "ownerReferences": [owner_reference(owner)],
+    }
+
+
+def secret_data(values: dict[str, str]) -> dict[str, str]:
+    """Secret `data` (base64), in a stable order so an unchanged Secret renders identically."""
+    return {k: base64.b64encode(v.encode()).decode() for k, v in sorted(values.items())}
+
+
+# Every container the operator renders runs with no privilege escalation, no capabilities and a read-only
+# root filesystem (writable paths are explicit volumes).
+CONTAINER_SECURITY_CONTEXT: dict[str, Any] = {
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "capabilities": {"drop": ["ALL"]},
+}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from msq_operator.render.meta import ANNOTATION_ENDPOINT, LABEL_POOL, MANAGED_BY, owner_reference
+from msq_operator.render.meta import ANNOTATION_ENDPOINT, LABEL_POOL, MANAGED_BY, owned_meta
 from msq_operator.resources import API_VERSION
 from msq_operator.resources.pool import RelayerPoolSpec
 
@@ -54,16 +54,15 @@ def build_relayer(
     return {
         "apiVersion": API_VERSION,
         "kind": "Relayer",
-        "metadata": {
-            "name": name,
-            "namespace": meta["namespace"],
-            "labels": {
+        "metadata": owned_meta(
+            pool,
+            name,
+            {
                 LABEL_POOL: meta["name"],
                 LABEL_ORDINAL: str(ordinal),
                 "app.kubernetes.io/managed-by": MANAGED_BY,
             },
-            "ownerReferences": [owner_reference(pool)],
-        },
+        ),
         "spec": relayer_spec,
     }
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -11,13 +10,15 @@ from msq_operator import oz_config
 from msq_operator.render.meta import (
     ANNOTATION_CONFIG_HASH,
     ANNOTATION_ENDPOINT,
+    CONTAINER_SECURITY_CONTEXT,
     LABEL_COMPONENT,
     LABEL_POOL,
     LABEL_RELAYER,
     MANAGED_BY,
     content_hash,
-    owner_reference,
+    owned_meta,
     oz_relayer_id,
+    secret_data,
 )
 from msq_operator.resources.relayer import RelayerSpec
 
@@ -90,12 +91,7 @@ def labels(relayer: dict[str, Any]) -> dict[str, str]:
 
 
 def _meta(relayer: dict[str, Any], name: str) -> dict[str, Any]:
-    return {
-        "name": name,
-        "namespace": relayer["metadata"]["namespace"],
-        "labels": labels(relayer),
-        "ownerReferences": [owner_reference(relayer)],
-    }
+    return owned_meta(relayer, name, labels(relayer))
 
 
 def build_oz_params(relayer: dict[str, Any], spec: RelayerSpec) -> oz_config.OzRelayerParams:
@@ -148,7 +144,7 @@ def build_secret(relayer: dict[str, Any], values: dict[str, str]) -> dict[str, A
         "kind": "Secret",
         "type": "Opaque",
         "metadata": _meta(relayer, names_of(relayer).secret),
-        "data": {k: base64.b64encode(v.encode()).decode() for k, v in sorted(values.items())},
+        "data": secret_data(values),
     }
 
 
@@ -220,11 +216,7 @@ def build_deployment(
                             },
                             "livenessProbe": probe,
                             "readinessProbe": ready,
-                            "securityContext": {
-                                "allowPrivilegeEscalation": False,
-                                "readOnlyRootFilesystem": True,
-                                "capabilities": {"drop": ["ALL"]},
-                            },
+                            "securityContext": CONTAINER_SECURITY_CONTEXT,
                             "volumeMounts": [
                                 {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
                                 {"name": "tmp", "mountPath": "/tmp"},
