@@ -88,6 +88,21 @@ def pool_manifest(
     }
 
 
+def create_pool_secrets(
+    api: client.ApiClient, namespace: str, vault_token: str, redis_url: str, api_keys: dict[str, str]
+) -> None:
+    """The Secrets a pool made by `pool_manifest` refers to: Vault auth, Redis URL, gateway API keys."""
+    core = client.CoreV1Api(api)
+    for name, data in (
+        (VAULT_AUTH_SECRET, {"token": vault_token}),
+        (REDIS_SECRET, {"url": redis_url}),
+        (API_KEYS_SECRET, api_keys),
+    ):
+        core.create_namespaced_secret(
+            namespace, client.V1Secret(metadata=client.V1ObjectMeta(name=name), string_data=data)
+        )
+
+
 @dataclass
 class Contracts:
     forwarder: str
@@ -116,14 +131,7 @@ class PoolScenario:
         apply_crds(stack.kube.kubectl_argv(), api)
         core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
         api_key = secrets.token_urlsafe(32)
-        for name, data in (
-            (VAULT_AUTH_SECRET, {"token": stack.openbao.root_token}),
-            (REDIS_SECRET, {"url": stack.redis.url}),
-            (API_KEYS_SECRET, {CLIENT_NAME: api_key}),
-        ):
-            core.create_namespaced_secret(
-                namespace, client.V1Secret(metadata=client.V1ObjectMeta(name=name), string_data=data)
-            )
+        create_pool_secrets(api, namespace, stack.openbao.root_token, stack.redis.url, {CLIENT_NAME: api_key})
         w3 = Web3(Web3.HTTPProvider(stack.chain.rpc_url))
         forwarder = deploy_forwarder(w3, DEPLOYER_KEY, FORWARDER_NAME)
         contracts = Contracts(

@@ -26,6 +26,7 @@ from msq_devstack.openbao import OpenBao
 from msq_devstack.operator import OperatorProcess
 from msq_devstack.process import ManagedProcess, free_port
 from msq_devstack.redis import Redis
+from msq_devstack.scenario import create_pool_secrets
 from tests.support import manifests
 from tests.support.chart import (
     CHART,
@@ -58,12 +59,6 @@ def _list_cr(api: client.ApiClient, namespace: str, plural: str) -> list[dict[st
 
 def _get_cr(api: client.ApiClient, namespace: str, plural: str, name: str) -> dict[str, Any]:
     return client.CustomObjectsApi(api).get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)  # type: ignore[no-any-return]
-
-
-def _secret(api: client.ApiClient, namespace: str, name: str, data: dict[str, str]) -> None:
-    client.CoreV1Api(api).create_namespaced_secret(
-        namespace, client.V1Secret(metadata=client.V1ObjectMeta(name=name), string_data=data)
-    )
 
 
 def _ensure_namespace(api: client.ApiClient, name: str) -> None:
@@ -178,9 +173,7 @@ def installed(
     token = kubectl(kube, "create", "token", sa, "-n", release_ns, "--duration=2h").stdout.strip()
     kubeconfig = _token_kubeconfig(kube, tmp_path_factory.mktemp("chart") / "kubeconfig", token)
 
-    _secret(api, watched, manifests.VAULT_AUTH_SECRET, {"token": openbao.root_token})
-    _secret(api, watched, manifests.REDIS_SECRET, {"url": redis_server.url})
-    _secret(api, watched, manifests.API_KEYS_SECRET, {"payments-service": "k" * 40})
+    create_pool_secrets(api, watched, openbao.root_token, redis_server.url, {"payments-service": "k" * 40})
     op = OperatorProcess(
         kubeconfig, stack_logs, namespaces=[watched], name=f"operator-chart-{suffix}"
     ).start()

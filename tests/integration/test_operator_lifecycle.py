@@ -21,6 +21,7 @@ from msq_devstack.kube import KubeControlPlane
 from msq_devstack.openbao import OpenBao
 from msq_devstack.operator import OperatorProcess
 from msq_devstack.redis import Redis
+from msq_devstack.scenario import create_pool_secrets
 from tests.support import manifests
 from tests.support.kube import (
     GROUP,
@@ -31,7 +32,6 @@ from tests.support.kube import (
     eventually,
     get_cr,
     list_cr,
-    secret,
 )
 
 FORWARDER = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
@@ -47,9 +47,7 @@ def api(kube: KubeControlPlane) -> client.ApiClient:
 def ns(api: client.ApiClient, openbao: OpenBao, redis_server: Redis) -> str:
     name = f"life-{uuid.uuid4().hex[:6]}"
     client.CoreV1Api(api).create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    secret(api, name, manifests.VAULT_AUTH_SECRET, {"token": openbao.root_token})
-    secret(api, name, manifests.REDIS_SECRET, {"url": redis_server.url})
-    secret(api, name, manifests.API_KEYS_SECRET, {"ops": "o" * 40})
+    create_pool_secrets(api, name, openbao.root_token, redis_server.url, {"ops": "o" * 40})
     return name
 
 

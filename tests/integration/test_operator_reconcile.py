@@ -21,6 +21,7 @@ from msq_devstack.kube import KubeControlPlane
 from msq_devstack.openbao import OpenBao
 from msq_devstack.operator import OperatorProcess
 from msq_devstack.redis import Redis
+from msq_devstack.scenario import create_pool_secrets
 from msq_gateway.config import parse_config
 from tests.support import manifests
 from tests.support.kube import (
@@ -32,7 +33,6 @@ from tests.support.kube import (
     get_cr,
     kubectl,
     list_cr,
-    secret,
 )
 
 FORWARDER = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
@@ -49,9 +49,7 @@ def api(kube: KubeControlPlane) -> client.ApiClient:
 def namespace(api: client.ApiClient, openbao: OpenBao, redis_server: Redis) -> str:
     ns = f"ops-{uuid.uuid4().hex[:6]}"
     client.CoreV1Api(api).create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
-    secret(api, ns, manifests.VAULT_AUTH_SECRET, {"token": openbao.root_token})
-    secret(api, ns, manifests.REDIS_SECRET, {"url": redis_server.url})
-    secret(api, ns, manifests.API_KEYS_SECRET, {"payments-service": "k" * 40})
+    create_pool_secrets(api, ns, openbao.root_token, redis_server.url, {"payments-service": "k" * 40})
     return ns
 
 

@@ -135,9 +135,3 @@ def list_cr(api: client.ApiClient, namespace: str, plural: str, selector: str = 
 
 def condition(obj: dict[str, Any], type_: str) -> dict[str, Any] | None:
     return next((c for c in (obj.get("status") or {}).get("conditions") or [] if c["type"] == type_), None)
-
-
-def secret(api: client.ApiClient, namespace: str, name: str, data: dict[str, str]) -> None:
-    client.CoreV1Api(api).create_namespaced_secret(
-        namespace, client.V1Secret(metadata=client.V1ObjectMeta(name=name), string_data=data)
-    )
