@@ -16,6 +16,36 @@ from msq_contracts.forward_request import ForwarderDomain, ForwardRequest, sign_
 TERMINAL = {"confirmed", "failed", "canceled", "expired"}
 
 
+def signed_gasless_body(
+    private_key: str,
+    *,
+    to: str,
+    data: bytes,
+    nonce: int,
+    domain: ForwarderDomain,
+    deadline: int,
+    value: int = 0,
+    gas: int = 200_000,
+) -> dict[str, Any]:
+    """A `POST /api/v1/relay/gasless` body: the ForwardRequest signed by `private_key` for `domain`
+    (integers as decimal strings, since uint256 values exceed what JSON numbers carry exactly)."""
+    sender = Account.from_key(private_key).address
+    req = ForwardRequest(from_=sender, to=to, value=value, gas=gas, nonce=nonce, deadline=deadline, data=data)
+    sig = sign_request(req, private_key, domain)
+    return {
+        "request": {
+            "from": sender,
+            "to": to,
+            "value": str(value),
+            "gas": str(gas),
+            "nonce": str(nonce),
+            "deadline": str(deadline),
+            "data": "0x" + data.hex(),
+        },
+        "signature": "0x" + sig.hex(),
+    }
+
+
 @dataclass
 class GatewayClient:
     url: str
@@ -55,28 +85,16 @@ class GatewayClient:
         user = Account.from_key(user_key).address
         if nonce is None:
             nonce = read_forwarder_nonce(w3, domain.verifying_contract, user)
-        req = ForwardRequest(
-            from_=user,
+        body = signed_gasless_body(
+            user_key,
             to=to,
+            data=data,
+            nonce=nonce,
+            domain=domain,
             value=value,
             gas=gas,
-            nonce=nonce,
             deadline=int(time.time()) + deadline_in,
-            data=data,
         )
-        sig = sign_request(req, user_key, domain)
-        body = {
-            "request": {
-                "from": user,
-                "to": to,
-                "value": str(value),
-                "gas": str(gas),
-                "nonce": str(nonce),
-                "deadline": str(req.deadline),
-                "data": "0x" + data.hex(),
-            },
-            "signature": "0x" + sig.hex(),
-        }
         return self.http.post("/api/v1/relay/gasless", json=body)
 
     def status(self, tx_id: str) -> dict[str, Any]:

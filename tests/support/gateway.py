@@ -8,7 +8,8 @@ from typing import Any
 
 from eth_account import Account
 
-from msq_contracts.forward_request import ForwarderDomain, ForwardRequest, sign_request
+from msq_contracts.forward_request import ForwarderDomain
+from msq_devstack.traffic import signed_gasless_body
 from msq_gateway.config import API_VERSION, KIND, parse_config
 from msq_gateway.runtime import Snapshot, build_snapshot
 
@@ -79,23 +80,16 @@ def signed_gasless(
     name: str = FORWARDER_NAME,
 ) -> dict[str, Any]:
     """A /relay/gasless body signed by `private_key` for the given forwarder domain."""
-    sender = Account.from_key(private_key).address
-    deadline = deadline if deadline is not None else int(time.time()) + 3600
-    req = ForwardRequest(from_=sender, to=to, value=value, gas=gas, nonce=nonce, deadline=deadline, data=data)
-    domain = ForwarderDomain(name=name, chain_id=chain_id, verifying_contract=forwarder)
-    sig = sign_request(req, private_key, domain)
-    return {
-        "request": {
-            "from": sender,
-            "to": to,
-            "value": str(value),
-            "gas": gas,
-            "nonce": str(nonce),
-            "deadline": deadline,
-            "data": "0x" + data.hex(),
-        },
-        "signature": "0x" + sig.hex(),
-    }
+    return signed_gasless_body(
+        private_key,
+        to=to,
+        data=data,
+        nonce=nonce,
+        domain=ForwarderDomain(name=name, chain_id=chain_id, verifying_contract=forwarder),
+        deadline=deadline if deadline is not None else int(time.time()) + 3600,
+        value=value,
+        gas=gas,
+    )
 
 
 def erc20_transfer(to: str, amount: int) -> bytes:
