@@ -88,6 +88,27 @@ def pool_manifest(
     }
 
 
+def contract_policy_manifest(
+    name: str,
+    *,
+    pool_labels: dict[str, str],
+    contracts: list[dict[str, Any]],
+    quotas: list[dict[str, Any]] | None = None,
+    blocked: list[str] | None = None,
+) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "ContractPolicy",
+        "metadata": {"name": name},
+        "spec": {
+            "poolSelector": {"matchLabels": pool_labels},
+            "contracts": contracts,
+            "quotas": quotas or [],
+            "blockedUsers": blocked or [],
+        },
+    }
+
+
 def create_pool_secrets(
     api: client.ApiClient, namespace: str, vault_token: str, redis_url: str, api_keys: dict[str, str]
 ) -> None:
@@ -170,24 +191,21 @@ class PoolScenario:
         )
 
     def policy_manifest(self, name: str, pool_labels: dict[str, str]) -> dict[str, Any]:
-        return {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "ContractPolicy",
-            "metadata": {"name": name},
-            "spec": {
-                "poolSelector": {"matchLabels": pool_labels},
-                "contracts": [
-                    {
-                        "address": self.contracts.token,
-                        "name": "sample-token",
-                        "methods": ["transfer(address,uint256)"],
-                        "direct": False,
-                        "gasless": True,
-                    },
-                    {"address": self.contracts.nft, "name": "sample-nft", "methods": ["mint(address)"]},
-                ],
-            },
-        }
+        """Gasless token transfers and open NFT mints, on the sample contracts."""
+        return contract_policy_manifest(
+            name,
+            pool_labels=pool_labels,
+            contracts=[
+                {
+                    "address": self.contracts.token,
+                    "name": "sample-token",
+                    "methods": ["transfer(address,uint256)"],
+                    "direct": False,
+                    "gasless": True,
+                },
+                {"address": self.contracts.nft, "name": "sample-nft", "methods": ["mint(address)"]},
+            ],
+        )
 
     def create(self, plural: str, body: dict[str, Any]) -> None:
         client.CustomObjectsApi(self.api).create_namespaced_custom_object(
