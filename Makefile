@@ -5,7 +5,7 @@ PY := .venv/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: help deps test test-unit test-integration test-e2e demo lint fmt bench kube-binaries clean
+.PHONY: help deps test test-unit test-integration test-e2e demo lint fmt bench kube-binaries oz-relayer clean
 
 help:
 	@echo "make demo              run the local stack and the demo story"
@@ -33,7 +33,11 @@ kube-binaries:
 	@tools/kube/build.sh >/dev/null
 	@tools/helm/build.sh >/dev/null
 
-deps: .venv/.installed node_modules/.installed .debian-packages kube-binaries
+# The real OZ Relayer, from $$MSQ_OZ_RELAYER_SRC or ../shared/vendor/ when present (else skipped, saying so).
+oz-relayer:
+	@tools/oz-relayer/build.sh >/dev/null
+
+deps: .venv/.installed node_modules/.installed .debian-packages kube-binaries oz-relayer
 
 test: deps
 	$(PY) -m pytest $(PYTEST_ARGS)

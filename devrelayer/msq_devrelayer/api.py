@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import resource
 import secrets
@@ -10,13 +11,14 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from msq_devrelayer.api_models import EvmTransactionRequest
 from msq_devrelayer.engine import Engine, Rejected
+from msq_devrelayer.records import STATUSES
 from msq_devrelayer.rpc import RpcError, RpcTransportError
 
 
@@ -27,8 +29,68 @@ class ApiError(Exception):
         self.message = message
 
 
+class QueryError(Exception):
+    """A query string OZ's extractor would not deserialize."""
+
+
 def ok(data: Any) -> JSONResponse:
     return JSONResponse({"success": True, "data": data})
+
+
+def paginated(items: list[Any], page: int, per_page: int, total: int) -> JSONResponse:
+    return JSONResponse(
+        {
+            "success": True,
+            "data": items,
+            "pagination": {"current_page": page, "per_page": per_page, "total_items": total},
+        }
+    )
+
+
+# actix-web's default JSON payload limit (types/json.rs DEFAULT_LIMIT), which OZ does not change.
+JSON_LIMIT = 2_097_152
+
+
+async def _json_body(request: Request) -> tuple[Any, Response | None]:
+    """The body as actix's Json extractor reads it, or the plain-text refusal it answers with."""
+    mime = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    subtype = mime.partition("/")[2]
+    if not (subtype == "json" or subtype.endswith("+json")):
+        return None, PlainTextResponse("Content type error", status_code=400)
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > JSON_LIMIT:
+        return None, PlainTextResponse(
+            f"JSON payload ({length} bytes) is larger than allowed (limit: {JSON_LIMIT} bytes).",
+            status_code=413,
+        )
+    raw = await request.body()
+    if len(raw) > JSON_LIMIT:
+        return None, PlainTextResponse(
+            f"JSON payload has exceeded limit ({JSON_LIMIT} bytes).", status_code=413
+        )
+    try:
+        return json.loads(raw), None
+    except ValueError as exc:  # also a body that is not UTF-8
+        return None, PlainTextResponse(f"Json deserialize error: {exc}", status_code=400)
+
+
+def _u32(request: Request, name: str, default: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    # serde's u32 from a query string: ASCII digits only (an optional "+"), within 32 bits.
+    digits = raw.removeprefix("+")
+    if not digits.isascii() or not digits.isdigit():
+        raise QueryError("invalid digit found in string" if raw else "cannot parse integer from empty string")
+    value = int(digits)
+    if value >= 2**32:
+        raise QueryError("number too large to fit in target type")
+    return value
+
+
+def _pagination(request: Request) -> tuple[int, int]:
+    """`page` (default 1) and `per_page` (default 10), as OZ's PaginationQuery reads them."""
+    return _u32(request, "page", 1), _u32(request, "per_page", 10)
 
 
 def error(status: int, message: str) -> JSONResponse:
@@ -88,6 +150,12 @@ def create_app(engine: Engine, api_key: str) -> FastAPI:
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
         return error(exc.status, exc.message)
 
+    @app.exception_handler(QueryError)
+    async def _query(_: Request, exc: QueryError) -> PlainTextResponse:
+        # OZ's query extractor (actix web::Query) answers a bad query string with its own plain-text 400,
+        # not the JSON envelope.
+        return PlainTextResponse(f"Query deserialize error: {exc}", status_code=400)
+
     @app.exception_handler(Rejected)
     async def _rejected(_: Request, exc: Rejected) -> JSONResponse:
         return error(400, str(exc))
@@ -114,7 +182,7 @@ def create_app(engine: Engine, api_key: str) -> FastAPI:
             "network_type": "evm",
             "paused": cfg.paused,
             "signer_id": cfg.signer.signer_id,
-            "address": engine.signer.address,
+            "address": engine.signer.address.lower(),  # as OZ renders it (models/address.rs)
             "system_disabled": False,
         }
         if cfg.webhook is not None:
@@ -158,14 +226,13 @@ def create_app(engine: Engine, api_key: str) -> FastAPI:
         return JSONResponse(body, status_code=200 if is_ready else 503)
 
     @app.get("/api/v1/relayers")
-    async def list_relayers() -> JSONResponse:
-        return JSONResponse(
-            {
-                "success": True,
-                "data": [relayer_response()],
-                "pagination": {"current_page": 1, "per_page": 10, "total_items": 1},
-            }
-        )
+    async def list_relayers(request: Request) -> JSONResponse:
+        page, per_page = _pagination(request)
+        if page == 0 or per_page == 0:
+            # OZ's relayer repository refuses these as InvalidData, which the API maps to a bare 500
+            # (repositories/relayer/relayer_redis.rs list_paginated, models/error/repository.rs).
+            raise ApiError(500, "An unknown error occurred")
+        return paginated([relayer_response()] if page == 1 else [], page, per_page, 1)
 
     @app.get("/api/v1/relayers/{relayer_id}")
     async def get_relayer(relayer_id: str) -> JSONResponse:
@@ -201,18 +268,36 @@ def create_app(engine: Engine, api_key: str) -> FastAPI:
         return ok({"balance": value, "unit": "wei"})
 
     @app.post("/api/v1/relayers/{relayer_id}/transactions")
-    async def send_transaction(relayer_id: str, request: Request) -> JSONResponse:
+    async def send_transaction(relayer_id: str, request: Request) -> Response:
+        # OZ's route takes `web::Json<serde_json::Value>` (api/routes/relayer.rs): actix's extractor answers a
+        # non-JSON content type, an oversized or an unparsable body itself, in plain text, before the handler
+        # looks at the relayer.
+        body, refusal = await _json_body(request)
+        if refusal is not None:
+            return refusal
         relayer(relayer_id)
-        try:
-            body = await request.json()
-        except ValueError:
-            raise ApiError(400, "body: not valid JSON") from None
+        if cfg.paused:
+            # Before the body is read as a transaction: validate_active_state (models/relayer/repository.rs),
+            # RelayerPaused -> 403 "Relayer paused" (models/error/relayer.rs).
+            raise ApiError(403, "Relayer paused")
         try:
             req = EvmTransactionRequest.model_validate(body)
         except ValidationError as exc:
             raise ApiError(400, _validation_message(list(exc.errors()))) from None
         rec = await engine.submit(req)
         return ok(rec.response())
+
+    @app.get("/api/v1/relayers/{relayer_id}/transactions")
+    async def list_transactions(relayer_id: str, request: Request) -> JSONResponse:
+        relayer(relayer_id)
+        page, per_page = _pagination(request)
+        status = request.query_params.get("status")
+        if status is not None:
+            status = status.lower()  # OZ accepts it case-insensitively (models/pagination.rs)
+            if status not in STATUSES:
+                raise QueryError(f"unknown transaction status: {request.query_params['status']}")
+        records, total = await engine.list_page(page, per_page, status)
+        return paginated([r.response() for r in records], page, per_page, total)
 
     @app.get("/api/v1/relayers/{relayer_id}/transactions/{transaction_id}")
     async def get_transaction(relayer_id: str, transaction_id: str) -> JSONResponse:

@@ -60,6 +60,20 @@ class Rejected(Exception):
     """A request the relayer refuses (HTTP 400); the message says why."""
 
 
+# What OZ counts as pending (constants/transactions.rs PENDING_TRANSACTION_STATUSES): not `mined`.
+COUNTED_AS_PENDING = (PENDING, SENT, SUBMITTED)
+NOT_FINAL = (PENDING, SENT, SUBMITTED, MINED)
+
+
+def _ms(timestamp: str) -> float:
+    """An RFC 3339 time as the ms score of OZ's indexes (transaction_redis.rs timestamp_to_score)."""
+    return float(int(parse_timestamp(timestamp) * 1000))
+
+
+def _chunks(items: list[str], size: int) -> list[list[str]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
 def _matches(err: RpcError, needles: tuple[str, ...]) -> bool:
     msg = err.message.lower()
     return any(n in msg for n in needles)
@@ -104,8 +118,7 @@ class Engine:
 
     def _check_policies(self, req: EvmTransactionRequest) -> None:
         pol = self.cfg.policies
-        if self.cfg.paused:
-            raise Rejected("Relayer is paused")
+        # `paused` is refused by the API (403) before the body is read, as OZ does.
         if (
             pol.whitelist_receivers
             and req.to is not None
@@ -145,11 +158,14 @@ class Engine:
         pipe = self.redis.pipeline(transaction=True)
         pipe.set(self.keys.transaction(rec.id), rec.to_json())
         pipe.sadd(self.keys.pending, rec.id)
+        created_ms = _ms(rec.created_at)
+        pipe.zadd(self.keys.status_sorted(PENDING), {rec.id: created_ms})
+        pipe.zadd(self.keys.by_created_at, {rec.id: created_ms})
+        pipe.sadd(self.keys.relayer_list, self.cfg.relayer_id)
         pipe.rpush(self.keys.queue_active, rec.id)
         await pipe.execute()
-        self.metrics.created()
         # Like OZ, webhooks report status changes; acceptance itself is answered by this response.
-        self.metrics.status(PENDING)
+        self.metrics.created(rec.id)
         return rec
 
     async def get(self, tx_id: str) -> TxRecord | None:
@@ -165,7 +181,46 @@ class Engine:
         return self.balance
 
     async def pending_count(self) -> int:
-        return int(await self.redis.scard(self.keys.pending))
+        """OZ's `pending_transactions_count`: pending, sent and submitted, not mined
+        (domain/relayer/evm/evm_relayer.rs get_status, constants/transactions.rs)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for status in COUNTED_AS_PENDING:
+            pipe.zcard(self.keys.status_sorted(status))
+        return sum(int(n) for n in await pipe.execute())
+
+    async def list_page(
+        self, page: int, per_page: int, status: str | None = None
+    ) -> tuple[list[TxRecord], int]:
+        """One page of this relayer's transactions, newest first, and the total count.
+
+        The index arithmetic is OZ's (repositories/transaction/transaction_redis.rs find_by_relayer_id):
+        u32 `(page - 1) * per_page` wrapping, so page 0 is an empty page, and `per_page` 0 makes the range
+        end before it starts, which Redis reads as "to the end": every transaction."""
+        if status is None:
+            total = int(await self.redis.zcard(self.keys.by_created_at))
+            ids: list[str] | None = None
+        else:
+            ids = []
+            for chunk in _chunks(await self.redis.zrange(self.keys.by_created_at, 0, -1, desc=True), 500):
+                raws = await self.redis.mget([self.keys.transaction(i) for i in chunk])
+                ids.extend(
+                    i
+                    for i, raw in zip(chunk, raws, strict=True)
+                    if raw is not None and TxRecord.from_json(raw).status == status
+                )
+            total = len(ids)
+        start = ((page - 1) * per_page) % 2**32
+        end = start + per_page - 1
+        if total == 0 or start >= total:
+            return [], total
+        if ids is None:
+            page_ids = list(await self.redis.zrange(self.keys.by_created_at, start, end, desc=True))
+        else:
+            page_ids = ids[start:] if end < 0 else ids[start : end + 1]
+        if not page_ids:
+            return [], total
+        raws = await self.redis.mget([self.keys.transaction(i) for i in page_ids])
+        return [TxRecord.from_json(r) for r in raws if r is not None], total
 
     async def last_confirmed_at(self) -> str | None:
         raw = await self.redis.get(self.keys.last_confirmed)
@@ -260,6 +315,10 @@ class Engine:
                 self._mined[rec.id] = rec
         pipe = self.redis.pipeline(transaction=True)
         self.nonces.persist(pipe, keys)
+        # Status indexes rewritten from the records, so state stored before they existed is counted too.
+        pipe.sadd(keys.relayer_list, self.cfg.relayer_id)
+        for rec in records:
+            self._index_status(pipe, rec)
         await pipe.execute()
         await self.live_balance()
         log.info(
@@ -274,8 +333,17 @@ class Engine:
 
     # ---- persistence ----------------------------------------------------------------------------------
 
+    def _index_status(self, pipe: aioredis.client.Pipeline, rec: TxRecord) -> None:
+        """Move the record to its status' sorted set. Statuses only move forward and never leave a final
+        one, so taking it out of every non-final set but its own is enough."""
+        score = _ms(rec.confirmed_at if rec.status == CONFIRMED and rec.confirmed_at else rec.created_at)
+        pipe.zadd(self.keys.status_sorted(rec.status), {rec.id: score})
+        for status in NOT_FINAL:
+            if status != rec.status:
+                pipe.zrem(self.keys.status_sorted(status), rec.id)
+
     def _notify(self, rec: TxRecord) -> None:
-        self.metrics.status(rec.status)
+        self.metrics.status(rec.id, rec.status, rec.status_reason)
         if self.notifier is not None:
             self.notifier.notify(rec.response())
 
@@ -291,6 +359,7 @@ class Engine:
         confirmed_at = None
         for rec in records:
             pipe.set(self.keys.transaction(rec.id), rec.to_json())
+            self._index_status(pipe, rec)
             if rec.is_final:
                 pipe.srem(self.keys.pending, rec.id)
             if rec.status == CONFIRMED:
@@ -445,7 +514,6 @@ class Engine:
                 "sig": f"{tx.r:064x}{tx.s:064x}{tx.v:02x}",
             }
             rec.status = SENT
-            rec.sent_at = now_iso()
             signed.append(rec)
         # Nonce state and signed bytes are durable before anything leaves: a crash from here on
         # re-broadcasts the same bytes instead of signing the nonce twice.
@@ -489,6 +557,9 @@ class Engine:
             submitted.append(rec)
         for rec in submitted:
             rec.status = SUBMITTED
+            # OZ stamps `sent_at` when the node takes the transaction, not when it is signed
+            # (domain/transaction/evm/evm_transaction.rs submit_transaction).
+            rec.sent_at = now_iso()
             self._sent.pop(rec.id, None)
             self._conflicts.pop(rec.id, None)
         for rec in failed:
@@ -596,7 +667,9 @@ class Engine:
                 changed.append(rec)
             for rec in list(self._mined.values()):
                 assert rec.mined_block is not None
-                if head - rec.mined_block + 1 >= required:
+                # OZ's rule (domain/transaction/evm/utils.rs has_enough_confirmations): the head must be
+                # `required` blocks past the one that mined it, so with 1 the next block confirms.
+                if head >= rec.mined_block + required:
                     del self._mined[rec.id]
                     rec.status = CONFIRMED
                     rec.confirmed_at = now_iso()
@@ -606,7 +679,7 @@ class Engine:
             if changed:
                 await self._persist(changed, notify=False)
                 for event in events:
-                    self.metrics.status(event["status"])
+                    self.metrics.status(event["id"], event["status"], event["status_reason"])
                     if self.notifier is not None:
                         self.notifier.notify(event)
 

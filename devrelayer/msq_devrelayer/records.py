@@ -16,6 +16,7 @@ FAILED = "failed"
 CANCELED = "canceled"
 EXPIRED = "expired"
 FINAL = frozenset({CONFIRMED, FAILED, CANCELED, EXPIRED})
+STATUSES = frozenset({PENDING, SENT, SUBMITTED, MINED, *FINAL})
 
 
 def now_iso() -> str:
@@ -71,7 +72,8 @@ class TxRecord:
             "status_reason": self.status_reason,
             "created_at": self.created_at,
             "value": str(self.value),
-            "from": self.from_address,
+            # OZ renders the relayer's address as lower-case hex (models/address.rs Display).
+            "from": self.from_address.lower(),
             "relayer_id": self.relayer_id,
             "gas_limit": self.gas_limit,
             "signature": self.signature,

@@ -1,7 +1,10 @@
-"""anvil: a real EVM chain with automine."""
+"""anvil: a real EVM chain with automine, and by default an empty block every second as well (mixed mining),
+since OZ Relayer counts a transaction confirmed only once later blocks exist."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,9 +28,26 @@ class Chain:
     rpc_url: str
     chain_id: int
     process: ManagedProcess
+    block_time: float | None = None
+    automine: bool = True
 
     def stop(self) -> None:
         self.process.stop()
+
+    @contextmanager
+    def congested(self) -> Iterator[None]:
+        """No blocks at all while inside: every transaction sent waits in the mempool, as on a congested
+        network where relayers accept faster than the chain includes. Mining resumes as before on exit."""
+        _rpc(self.rpc_url, "evm_setAutomine", [False])
+        _rpc(self.rpc_url, "evm_setIntervalMining", [0])
+        try:
+            yield
+        finally:
+            # Automine first: setting it replaces the mining mode, which would drop a restored interval.
+            _rpc(self.rpc_url, "evm_setAutomine", [self.automine])
+            if self.block_time is not None:
+                # The RPC takes whole seconds.
+                _rpc(self.rpc_url, "evm_setIntervalMining", [max(1, round(self.block_time))])
 
 
 def _rpc(url: str, method: str, params: list | None = None) -> object:
@@ -36,10 +56,23 @@ def _rpc(url: str, method: str, params: list | None = None) -> object:
     return r.json()["result"]
 
 
-def start_chain(log_dir: Path, chain_id: int = 31337, timeout: float = 30) -> Chain:
+def start_chain(
+    log_dir: Path,
+    chain_id: int = 31337,
+    timeout: float = 30,
+    *,
+    block_time: float | None = 1.0,
+    automine: bool = True,
+    name: str = "anvil",
+) -> Chain:
+    """`block_time` adds interval mining; `automine=False` with it mines only on the interval (a chain that
+    falls behind a burst of transactions, as a real one does)."""
     port = free_port()
+    mining: list[str] = []
+    if block_time is not None:
+        mining = ["--block-time", str(block_time)] + (["--mixed-mining"] if automine else [])
     proc = ManagedProcess(
-        "anvil",
+        name,
         [
             tools.anvil(),
             "--host",
@@ -52,9 +85,10 @@ def start_chain(log_dir: Path, chain_id: int = 31337, timeout: float = 30) -> Ch
             "10",
             "--balance",
             "1000000",
+            *mining,
         ],
         log_dir,
     ).start()
     url = f"http://127.0.0.1:{port}"
     proc.wait_ready(lambda: int(str(_rpc(url, "eth_chainId")), 16) == chain_id, timeout)
-    return Chain(rpc_url=url, chain_id=chain_id, process=proc)
+    return Chain(rpc_url=url, chain_id=chain_id, process=proc, block_time=block_time, automine=automine)

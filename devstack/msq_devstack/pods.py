@@ -2,10 +2,11 @@
 
 There is no container runtime here, so for every operator-managed Deployment this resolves the pod's env
 (values, Secret and ConfigMap references) and volumes (ConfigMap/Secret files, emptyDirs) the way kubelet
-would, and starts the process the image would run: the local relayer for the OZ Relayer image, `msq-gateway`
-for the gateway image. Ports are remapped to free loopback ports (pods have their own network namespace,
-local processes share one) and the resulting address is published as the owner's endpoint annotation, which
-is how an out-of-cluster operator finds a pod. Secret/ConfigMap volume contents are kept in sync while the
+would, and starts the process the image would run: the OZ Relayer engine chosen for the run (the real binary
+or the local stand-in, `msq_devstack.engine`) for the OZ Relayer image, `msq-gateway` for the gateway image.
+Ports are remapped to free loopback ports (pods have their own network namespace, local processes share one)
+and the resulting address is published as the owner's endpoint annotation, which is how an out-of-cluster
+operator finds a pod. Secret/ConfigMap volume contents are kept in sync while the
 process runs, as kubelet does, and a changed pod template restarts the process (a Recreate rollout).
 """
 
@@ -25,6 +26,7 @@ from typing import Any
 import httpx
 from kubernetes import client
 
+from msq_devstack import engine as engines
 from msq_devstack.process import ManagedProcess, free_port
 
 MANAGED_BY = "msq-relayer-operator"
@@ -52,7 +54,15 @@ def _hash(value: Any) -> str:
 
 
 class LocalPods:
-    def __init__(self, api: client.ApiClient, namespace: str, log_dir: Path, work_dir: Path) -> None:
+    def __init__(
+        self,
+        api: client.ApiClient,
+        namespace: str,
+        log_dir: Path,
+        work_dir: Path,
+        engine: engines.Engine | None = None,
+    ) -> None:
+        self.engine: engines.Engine = engine or engines.selected()
         self.api = api
         self.core = client.CoreV1Api(api)
         self.apps = client.AppsV1Api(api)
@@ -129,10 +139,12 @@ class LocalPods:
                 if value == mount_path or value.startswith(mount_path + "/"):
                     env[key] = str(root / value.lstrip("/"))
         port = free_port()
+        cwd = None
         if component == "relayer":
-            env.update(APP_PORT=str(port), METRICS_PORT=str(free_port()))
-            argv = [sys.executable, "-m", "msq_devrelayer.cli"]
+            env.update(HOST="127.0.0.1", APP_PORT=str(port), METRICS_PORT=str(free_port()))
+            argv = engines.relayer_argv(self.engine)
             live_path = "/api/v1/health"
+            cwd = root
         else:
             args = list(container.get("args") or [])
             for i, a in enumerate(args):
@@ -144,7 +156,7 @@ class LocalPods:
                     args[i + 1] = str(port)
             argv = [sys.executable, "-m", "msq_gateway.cli", *args, "--watch-interval", "0.5"]
             live_path = "/healthz"
-        proc = ManagedProcess(f"pod-{self.namespace}-{name}", argv, self.log_dir, env=env).start()
+        proc = ManagedProcess(f"pod-{self.namespace}-{name}", argv, self.log_dir, env=env, cwd=cwd).start()
         pod = LocalPod(name, component, _hash(dep["spec"]["template"]), root, port, proc)
         # Like kubelet, wait for the process to be alive; readiness is the owner's business (the gateway is
         # not ready until a relayer is, and relayers start after it).

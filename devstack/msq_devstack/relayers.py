@@ -1,13 +1,14 @@
-"""Dev relayers for tests, the demo and the operator e2e: provision one like the operator does (key and
-AppRole in OpenBao, OZ `config.json`, funds), and run it as a process on free ports."""
+"""Relayers for tests, the demo and benchmarks without the operator: provision one like the operator does (key
+and AppRole in OpenBao, OZ `config.json`, env, funds), and run it on free ports with either engine (the real
+OZ Relayer binary or the local stand-in, see `msq_devstack.engine`)."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import secrets
 import signal
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 import httpx
 from eth_account import Account
 
+from msq_devstack import engine as engines
 from msq_devstack.chain import ANVIL_KEYS, Chain
 from msq_devstack.openbao import OpenBao
 from msq_devstack.process import ManagedProcess, free_port
@@ -38,7 +40,7 @@ DEFAULT_FUNDING_WEI = 100 * 10**18
 
 
 @dataclass
-class DevRelayer:
+class LocalRelayer:
     name: str
     url: str
     metrics_url: str
@@ -73,10 +75,16 @@ def _ready(url: str) -> bool:
     return httpx.get(f"{url}/api/v1/ready", timeout=2).status_code == 200
 
 
-def start_dev_relayer(
-    config_dir: Path, env: dict[str, str], log_dir: Path, name: str, timeout: float = 60
-) -> DevRelayer:
-    """Run `msq-devrelayer` with `CONFIG_DIR=config_dir` on free ports; return once /api/v1/ready is 200."""
+def start_relayer(
+    config_dir: Path,
+    env: dict[str, str],
+    log_dir: Path,
+    name: str,
+    timeout: float = 60,
+    engine: engines.Engine = "dev",
+) -> LocalRelayer:
+    """Run a relayer of `engine` with `CONFIG_DIR=config_dir` on free ports; return once /api/v1/ready
+    answers 200."""
     app_port, metrics_port = free_port(), free_port()
     config = json.loads((config_dir / "config.json").read_text())
     full_env = {
@@ -85,12 +93,14 @@ def start_dev_relayer(
         "APP_PORT": str(app_port),
         "METRICS_PORT": str(metrics_port),
         "HOST": "127.0.0.1",
-        "ENABLE_METRICS": "true",
+        "METRICS_ENABLED": "true",
     }
-    proc = ManagedProcess(name, [sys.executable, "-m", "msq_devrelayer.cli"], log_dir, env=full_env).start()
+    proc = ManagedProcess(
+        name, engines.relayer_argv(engine), log_dir, env=full_env, cwd=config_dir.parent
+    ).start()
     url = f"http://127.0.0.1:{app_port}"
     proc.wait_ready(lambda: _ready(url), timeout)
-    return DevRelayer(
+    return LocalRelayer(
         name=name,
         url=url,
         metrics_url=f"http://127.0.0.1:{metrics_port}/metrics",
@@ -141,7 +151,7 @@ def fund(
     raise TimeoutError(f"funding transfer to {address} not mined in {timeout:.0f}s")
 
 
-def provision_dev_relayer(
+def provision_relayer(
     openbao: OpenBao,
     redis_url: str,
     chain: Chain,
@@ -195,6 +205,9 @@ def provision_dev_relayer(
         "API_KEY": secrets.token_urlsafe(32),
         "REDIS_URL": redis_url,
         "REDIS_KEY_PREFIX": f"msq-{relayer_id}",
+        # As the operator renders it: transactions kept in Redis, encrypted (render/relayer.py).
+        "REPOSITORY_STORAGE_TYPE": "redis",
+        "STORAGE_ENCRYPTION_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
         ENV_VAULT_ROLE_ID: creds.role_id,
         ENV_VAULT_SECRET_ID: creds.secret_id,
         ENV_WEBHOOK_SIGNING_KEY: secrets.token_urlsafe(32),

@@ -205,8 +205,10 @@ class RoutingConfig(_Model):
         le=60,
         description="How often each relayer's /status is polled in the background.",
     )
+    # OZ computes /status from Redis and the RPC node (balance); on a busy node it takes seconds, and a
+    # relayer whose poll times out is taken out of routing.
     status_timeout_seconds: float = Field(
-        default=1.0, gt=0, le=30, description="Timeout of one /status poll."
+        default=5.0, gt=0, le=30, description="Timeout of one /status poll."
     )
 
 
@@ -320,8 +322,10 @@ class LimitsConfig(_Model):
         default=65536, ge=1024, le=10 * 1024 * 1024, description="Larger bodies get 413."
     )
     relay_connect_timeout_seconds: float = Field(default=1.0, gt=0, le=30)
+    # OZ gives up on a request after REQUEST_TIMEOUT_SECONDS (default 30, server_config.rs): waiting as long
+    # keeps a slow but accepted submission from being reported as an unknown outcome.
     relay_timeout_seconds: float = Field(
-        default=10.0,
+        default=30.0,
         gt=0,
         le=120,
         description="Read timeout of a submission; past it the outcome is unknown.",

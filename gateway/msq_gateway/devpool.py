@@ -25,9 +25,9 @@ from msq_devstack.openbao import OpenBao
 from msq_devstack.process import ManagedProcess, free_port
 from msq_devstack.relayers import (
     ENV_EXPECTED_ADDRESS,
-    DevRelayer,
-    provision_dev_relayer,
-    start_dev_relayer,
+    LocalRelayer,
+    provision_relayer,
+    start_relayer,
 )
 from msq_gateway.config import API_VERSION, KIND
 from msq_operator.oz_config import ENV_WEBHOOK_SIGNING_KEY
@@ -43,7 +43,7 @@ class PoolRelayer:
     config_dir: Path
     env: dict[str, str]
     address: str
-    process: DevRelayer | None = None
+    process: LocalRelayer | None = None
     draining: bool = False
 
     @property
@@ -86,6 +86,8 @@ class LocalPool:
     extra_relayers: list[dict[str, Any]] = field(default_factory=list)
     relayer_funding_wei: int = 100 * 10**18
     gateway_log_level: str = "warning"
+    # The relayer engine: "oz" (the real binary) or "dev" (the stand-in); see msq_devstack.engine.
+    engine: str = "dev"
     relayers: list[PoolRelayer] = field(default_factory=list)
     gateway_port: int = 0
     gateway: ManagedProcess | None = None
@@ -107,7 +109,7 @@ class LocalPool:
         # Sequential: provisioning funds each relayer from one anvil account, whose nonces must not race.
         for i in range(self.size):
             rid = f"{self.name}-{i}"
-            config_dir, env = provision_dev_relayer(
+            config_dir, env = provision_relayer(
                 self.openbao,
                 self.redis_url,
                 self.chain,
@@ -143,7 +145,8 @@ class LocalPool:
         return self
 
     def _start_relayer(self, r: PoolRelayer) -> None:
-        r.process = start_dev_relayer(r.config_dir, r.env, self.log_dir, r.relayer_id)
+        engine = "oz" if self.engine == "oz" else "dev"
+        r.process = start_relayer(r.config_dir, r.env, self.log_dir, r.relayer_id, engine=engine)
 
     def stop(self) -> None:
         if self.gateway is not None:

@@ -91,7 +91,8 @@ async def relay_direct(
     snap.policy.check("direct", body.to, body.data, body.value)
     payload = {
         "to": body.to,
-        "value": body.value,
+        # A decimal string: OZ reads a JSON integer value only below 2**64 wei (about 18.4 ETH).
+        "value": str(body.value),
         "data": "0x" + body.data.hex(),
         "gas_limit": gas,
         "speed": body.speed or limits.default_speed,
@@ -184,7 +185,7 @@ async def relay_gasless(
     try:
         payload = {
             "to": forwarder,
-            "value": req.value,
+            "value": str(req.value),
             "data": "0x" + encode_execute(fr, body.signature).hex(),
             "gas_limit": gas_limit,
             "speed": limits.default_speed,

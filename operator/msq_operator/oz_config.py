@@ -5,8 +5,9 @@ The shape follows OZ Relayer's own config-file structs (v1.x): `relayers[]` (id 
 `config: {address, role_id, secret_id, key_name, mount_point}` — `address` is the Vault URL),
 `notifications[]` (at least one: OZ rejects an empty list) and inline `networks[]`.
 
-Secrets are env references (`{"type": "env", "value": NAME}`), which OZ resolves at start, so the ConfigMap
-holds no secret: the relayer's Secret supplies `VAULT_ROLE_ID`, `VAULT_SECRET_ID` and `WEBHOOK_SIGNING_KEY`.
+Credentials are env references (`{"type": "env", "value": NAME}`), which OZ resolves at start: the
+relayer's Secret supplies `VAULT_ROLE_ID`, `VAULT_SECRET_ID` and `WEBHOOK_SIGNING_KEY`. RPC URLs are literal
+(OZ resolves no env reference there), which is why the operator keeps the rendered file in a Secret.
 """
 
 from __future__ import annotations
@@ -67,7 +68,8 @@ class OzRelayerParams:
     relayer_id: str
     network: str
     chain_id: int
-    rpc_urls: tuple[str | EnvRef, ...]
+    # Literal URLs: OZ has no env reference for rpc_urls (models/relayer/rpc_config.rs).
+    rpc_urls: tuple[str, ...]
     signer: VaultSignerParams
     webhook_url: str
     eip1559: bool = True
@@ -78,8 +80,12 @@ class OzRelayerParams:
     paused: bool = False
     name: str | None = None
     symbol: str = "ETH"
+    # OZ's config-file check lets a network without it through, but OZ cannot start a relayer on it
+    # (models/network/evm/network.rs: "has no average_blocktime_ms"). None leaves it out; the operator's
+    # build_oz_params always passes one (the CRD defaults it).
     average_blocktime_ms: int | None = None
     is_testnet: bool | None = None
+    tags: tuple[str, ...] = ()
 
 
 def _check(params: OzRelayerParams) -> None:
@@ -91,10 +97,18 @@ def _check(params: OzRelayerParams) -> None:
         raise ValueError(f"chain_id {params.chain_id} is negative")
     if params.required_confirmations < 0:
         raise ValueError("required_confirmations is negative")
+    if not params.symbol:
+        raise ValueError("symbol is empty: OZ needs the native currency's ticker")
+    # OZ divides by it when pricing EIP-1559 transactions and does not check it is positive.
+    if params.average_blocktime_ms is not None and params.average_blocktime_ms <= 0:
+        raise ValueError(f"average_blocktime_ms {params.average_blocktime_ms} is not positive")
+    for tag in params.tags:
+        if not tag:
+            raise ValueError("tags: an empty tag")
     if not params.rpc_urls:
         raise ValueError("rpc_urls is empty: OZ needs at least one RPC URL")
     for url in params.rpc_urls:
-        if isinstance(url, str) and not url.startswith(("http://", "https://", "ws://", "wss://")):
+        if not url.startswith(("http://", "https://", "ws://", "wss://")):
             raise ValueError(f"rpc url {url!r} is not an http(s)/ws(s) URL")
     if not params.webhook_url.startswith(("http://", "https://")):
         raise ValueError(f"webhook_url {params.webhook_url!r} is not an http(s) URL")
@@ -165,7 +179,7 @@ def build_oz_config(params: OzRelayerParams) -> dict[str, Any]:
         "chain_id": params.chain_id,
         "required_confirmations": params.required_confirmations,
         "symbol": params.symbol,
-        "rpc_urls": [u.render() if isinstance(u, EnvRef) else u for u in params.rpc_urls],
+        "rpc_urls": list(params.rpc_urls),
         # Without the `eip1559` feature OZ prices transactions as legacy (type 0) ones.
         "features": ["eip1559"] if params.eip1559 else [],
     }
@@ -173,6 +187,8 @@ def build_oz_config(params: OzRelayerParams) -> dict[str, Any]:
         network["average_blocktime_ms"] = params.average_blocktime_ms
     if params.is_testnet is not None:
         network["is_testnet"] = params.is_testnet
+    if params.tags:
+        network["tags"] = list(params.tags)
 
     return {
         "relayers": [relayer],
@@ -187,5 +203,4 @@ def required_env(params: OzRelayerParams) -> tuple[str, ...]:
     names = [params.signer.role_id.name, params.signer.secret_id.name]
     if params.webhook_signing:
         names.append(params.webhook_signing_key.name)
-    names.extend(u.name for u in params.rpc_urls if isinstance(u, EnvRef))
     return tuple(dict.fromkeys(names))

@@ -42,9 +42,9 @@ from msq_devstack.process import free_port
 from msq_devstack.redis import Redis
 from msq_devstack.relayers import (
     ENV_EXPECTED_ADDRESS,
-    DevRelayer,
-    provision_dev_relayer,
-    start_dev_relayer,
+    LocalRelayer,
+    provision_relayer,
+    start_relayer,
 )
 from msq_operator.oz_config import RelayerPolicies
 
@@ -62,7 +62,7 @@ def _keep(resp: httpx.Response) -> None:
     RESPONSES.append(resp.text)
 
 
-def client_for(relayer: DevRelayer, *, auth: bool = True) -> httpx.Client:
+def client_for(relayer: LocalRelayer, *, auth: bool = True) -> httpx.Client:
     return httpx.Client(
         base_url=relayer.url,
         headers=relayer.headers if auth else {},
@@ -79,7 +79,7 @@ def rpc(chain: Chain, method: str, params: list[Any]) -> Any:
     return reply["result"]
 
 
-def send(http: httpx.Client, relayer: DevRelayer, body: dict[str, Any]) -> dict[str, Any]:
+def send(http: httpx.Client, relayer: LocalRelayer, body: dict[str, Any]) -> dict[str, Any]:
     resp = http.post(f"/api/v1/relayers/{relayer.relayer_id}/transactions", json=body)
     assert resp.status_code == 200, resp.text
     data = resp.json()["data"]
@@ -88,7 +88,7 @@ def send(http: httpx.Client, relayer: DevRelayer, body: dict[str, Any]) -> dict[
 
 
 def wait_final(
-    http: httpx.Client, relayer: DevRelayer, ids: list[str], timeout: float = 60
+    http: httpx.Client, relayer: LocalRelayer, ids: list[str], timeout: float = 60
 ) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     done: dict[str, Any] = {}
@@ -160,10 +160,10 @@ def provisioned(
     openbao: OpenBao, redis_server: Redis, chain: Chain, work_dir: Path, receiver: Receiver
 ) -> dict[str, tuple[Path, dict[str, str]]]:
     return {
-        "it-a": provision_dev_relayer(
+        "it-a": provision_relayer(
             openbao, redis_server.url, chain, relayer_id="it-a", work_dir=work_dir, webhook_url=receiver.url
         ),
-        "it-b": provision_dev_relayer(
+        "it-b": provision_relayer(
             openbao,
             redis_server.url,
             chain,
@@ -172,28 +172,32 @@ def provisioned(
             webhook_url=receiver.url,
             policies=RelayerPolicies(whitelist_receivers=(DEAD,), gas_price_cap=50 * 10**9),
         ),
-        "it-c": provision_dev_relayer(
+        "it-c": provision_relayer(
             openbao, redis_server.url, chain, relayer_id="it-c", work_dir=work_dir, webhook_url=receiver.url
         ),
     }
 
 
 @pytest.fixture(scope="module")
-def relayer_a(provisioned: dict[str, tuple[Path, dict[str, str]]], stack_logs: Path) -> Iterator[DevRelayer]:
-    rel = start_dev_relayer(*provisioned["it-a"], stack_logs, "devrelayer-it-a")
+def relayer_a(
+    provisioned: dict[str, tuple[Path, dict[str, str]]], stack_logs: Path
+) -> Iterator[LocalRelayer]:
+    rel = start_relayer(*provisioned["it-a"], stack_logs, "devrelayer-it-a")
     yield rel
     rel.stop()
 
 
 @pytest.fixture(scope="module")
-def relayer_b(provisioned: dict[str, tuple[Path, dict[str, str]]], stack_logs: Path) -> Iterator[DevRelayer]:
-    rel = start_dev_relayer(*provisioned["it-b"], stack_logs, "devrelayer-it-b")
+def relayer_b(
+    provisioned: dict[str, tuple[Path, dict[str, str]]], stack_logs: Path
+) -> Iterator[LocalRelayer]:
+    rel = start_relayer(*provisioned["it-b"], stack_logs, "devrelayer-it-b")
     yield rel
     rel.stop()
 
 
 def test_transactions_reach_confirmed_with_consecutive_nonces(
-    relayer_a: DevRelayer, chain: Chain, provisioned: dict[str, Any]
+    relayer_a: LocalRelayer, chain: Chain, provisioned: dict[str, Any]
 ) -> None:
     address = provisioned["it-a"][1][ENV_EXPECTED_ADDRESS]
     start = tx_count(chain, address)
@@ -225,7 +229,7 @@ def test_transactions_reach_confirmed_with_consecutive_nonces(
 
 
 def test_status_and_balance_report_the_chain(
-    relayer_a: DevRelayer, chain: Chain, provisioned: dict[str, Any]
+    relayer_a: LocalRelayer, chain: Chain, provisioned: dict[str, Any]
 ) -> None:
     address = provisioned["it-a"][1][ENV_EXPECTED_ADDRESS]
     with client_for(relayer_a) as http:
@@ -244,7 +248,7 @@ def test_status_and_balance_report_the_chain(
     assert relayer["data"]["address"].lower() == address.lower()
 
 
-def test_api_key_is_required(relayer_a: DevRelayer) -> None:
+def test_api_key_is_required(relayer_a: LocalRelayer) -> None:
     path = f"/api/v1/relayers/{relayer_a.relayer_id}/status"
     with client_for(relayer_a, auth=False) as http:
         missing = http.get(path)
@@ -263,7 +267,7 @@ def test_api_key_is_required(relayer_a: DevRelayer) -> None:
     assert ready.status_code == 200 and ready.json()["ready"] is True
 
 
-def test_unknown_relayer_transaction_and_bad_body(relayer_a: DevRelayer) -> None:
+def test_unknown_relayer_transaction_and_bad_body(relayer_a: LocalRelayer) -> None:
     with client_for(relayer_a) as http:
         other = http.get("/api/v1/relayers/nope/status")
         missing_tx = http.get(f"/api/v1/relayers/{relayer_a.relayer_id}/transactions/nope")
@@ -279,7 +283,7 @@ def test_unknown_relayer_transaction_and_bad_body(relayer_a: DevRelayer) -> None
 
 
 def test_webhooks_carry_every_status_change_signed(
-    relayer_a: DevRelayer, receiver: Receiver, provisioned: dict[str, Any]
+    relayer_a: LocalRelayer, receiver: Receiver, provisioned: dict[str, Any]
 ) -> None:
     key = provisioned["it-a"][1]["WEBHOOK_SIGNING_KEY"]
     with client_for(relayer_a) as http:
@@ -301,7 +305,7 @@ def test_webhooks_carry_every_status_change_signed(
 
 
 def test_revert_fails_and_estimation_failure_costs_no_nonce(
-    relayer_a: DevRelayer, chain: Chain, provisioned: dict[str, Any]
+    relayer_a: LocalRelayer, chain: Chain, provisioned: dict[str, Any]
 ) -> None:
     address = provisioned["it-a"][1][ENV_EXPECTED_ADDRESS]
     start = tx_count(chain, address)
@@ -326,7 +330,7 @@ def test_revert_fails_and_estimation_failure_costs_no_nonce(
 
 
 def test_valid_until_in_the_past_expires_without_a_nonce(
-    relayer_a: DevRelayer, chain: Chain, provisioned: dict[str, Any]
+    relayer_a: LocalRelayer, chain: Chain, provisioned: dict[str, Any]
 ) -> None:
     address = provisioned["it-a"][1][ENV_EXPECTED_ADDRESS]
     start = tx_count(chain, address)
@@ -339,7 +343,7 @@ def test_valid_until_in_the_past_expires_without_a_nonce(
     assert tx_count(chain, address) == start
 
 
-def test_policies_of_the_config_are_enforced(relayer_b: DevRelayer) -> None:
+def test_policies_of_the_config_are_enforced(relayer_b: LocalRelayer) -> None:
     path = f"/api/v1/relayers/{relayer_b.relayer_id}/transactions"
     with client_for(relayer_b) as http:
         other = http.post(path, json={"to": OTHER, "value": 1})
@@ -444,12 +448,12 @@ def test_killed_relayer_restarts_with_the_right_nonce(
     config_dir, env = provisioned["it-c"]
     address = env[ENV_EXPECTED_ADDRESS]
     start = tx_count(chain, address)
-    rel = start_dev_relayer(config_dir, env, stack_logs, "devrelayer-it-c")
+    rel = start_relayer(config_dir, env, stack_logs, "devrelayer-it-c")
     try:
         with client_for(rel) as http:
             first = [send(http, rel, {"to": DEAD, "value": i + 1})["id"] for i in range(60)]
         rel.kill()  # mid-flight: some are queued, some signed, some submitted
-        rel = start_dev_relayer(config_dir, env, stack_logs, "devrelayer-it-c")
+        rel = start_relayer(config_dir, env, stack_logs, "devrelayer-it-c")
         with client_for(rel) as http:
             second = [send(http, rel, {"to": DEAD, "value": 1000 + i})["id"] for i in range(10)]
             done = wait_final(http, rel, first + second)
@@ -462,7 +466,7 @@ def test_killed_relayer_restarts_with_the_right_nonce(
     assert int(status["nonce"]) == start + 70 and status["pending_transactions_count"] == 0
 
 
-def test_metrics_are_served(relayer_a: DevRelayer) -> None:
+def test_metrics_are_served(relayer_a: LocalRelayer) -> None:
     text = httpx.get(relayer_a.metrics_url, timeout=5).text
     assert 'relayer_transactions_created_total{relayer_id="it-a"}' in text
     assert 'relayer_transaction_status_changes_total{relayer_id="it-a",status="confirmed"}' in text

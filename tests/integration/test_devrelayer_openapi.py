@@ -1,7 +1,6 @@
 """The dev relayer's requests and responses validate against OZ Relayer's own OpenAPI document.
 
-The document is read where it lives (`../shared/reference/oz-relayer-openapi.json` beside the repository);
-it is OZ's file and is neither copied nor edited.
+The document is OZ's own file, kept unmodified under `tests/reference/` (its README says where it comes from).
 """
 
 from __future__ import annotations
@@ -24,10 +23,10 @@ from msq_devstack.chain import Chain
 from msq_devstack.openbao import OpenBao
 from msq_devstack.process import free_port
 from msq_devstack.redis import Redis
-from msq_devstack.relayers import DevRelayer, provision_dev_relayer, start_dev_relayer
+from msq_devstack.relayers import LocalRelayer, provision_relayer, start_relayer
 
 REPO = Path(__file__).resolve().parents[2]
-OPENAPI_PATH = REPO / ".." / "shared" / "reference" / "oz-relayer-openapi.json"
+OPENAPI_PATH = REPO / "tests" / "reference" / "oz-relayer-openapi.json"
 DOC_URI = "urn:oz-relayer-openapi"
 DEAD = "0x000000000000000000000000000000000000dEaD"
 
@@ -86,8 +85,8 @@ def relayer(
     stack_logs: Path,
     tmp_path_factory: pytest.TempPathFactory,
     webhooks: tuple[str, list[bytes]],
-) -> Iterator[DevRelayer]:
-    config_dir, env = provision_dev_relayer(
+) -> Iterator[LocalRelayer]:
+    config_dir, env = provision_relayer(
         openbao,
         redis_server.url,
         chain,
@@ -95,13 +94,13 @@ def relayer(
         work_dir=tmp_path_factory.mktemp("openapi"),
         webhook_url=webhooks[0],
     )
-    rel = start_dev_relayer(config_dir, env, stack_logs, "devrelayer-oa-1")
+    rel = start_relayer(config_dir, env, stack_logs, "devrelayer-oa-1")
     yield rel
     rel.stop()
 
 
 @pytest.fixture(scope="module")
-def http(relayer: DevRelayer) -> Iterator[httpx.Client]:
+def http(relayer: LocalRelayer) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=relayer.url, headers=relayer.headers, timeout=10) as client:
         yield client
 
@@ -142,7 +141,7 @@ def test_requests_we_send_are_ozs_evm_transaction_requests(
 
 
 def test_transaction_responses_match(
-    registry: Registry, openapi: dict[str, Any], http: httpx.Client, relayer: DevRelayer
+    registry: Registry, openapi: dict[str, Any], http: httpx.Client, relayer: LocalRelayer
 ) -> None:
     post_schema = response_schema(openapi, "/api/v1/relayers/{relayer_id}/transactions", "post", 200)
     get_schema = response_schema(
@@ -171,7 +170,7 @@ def test_transaction_responses_match(
 
 
 def test_relayer_status_balance_and_details_match(
-    registry: Registry, openapi: dict[str, Any], http: httpx.Client, relayer: DevRelayer
+    registry: Registry, openapi: dict[str, Any], http: httpx.Client, relayer: LocalRelayer
 ) -> None:
     for suffix, path in (
         ("/status", "/api/v1/relayers/{relayer_id}/status"),
@@ -184,7 +183,7 @@ def test_relayer_status_balance_and_details_match(
 
 
 def test_error_responses_match(
-    registry: Registry, openapi: dict[str, Any], http: httpx.Client, relayer: DevRelayer
+    registry: Registry, openapi: dict[str, Any], http: httpx.Client, relayer: LocalRelayer
 ) -> None:
     tx_path = "/api/v1/relayers/{relayer_id}/transactions"
     url = f"/api/v1/relayers/{relayer.relayer_id}/transactions"
@@ -209,7 +208,9 @@ def test_error_responses_match(
         check(registry, response_schema(openapi, path, method, status), resp.json())
 
 
-def test_health_and_readiness_match(registry: Registry, openapi: dict[str, Any], relayer: DevRelayer) -> None:
+def test_health_and_readiness_match(
+    registry: Registry, openapi: dict[str, Any], relayer: LocalRelayer
+) -> None:
     health = httpx.get(f"{relayer.url}/api/v1/health", timeout=5)
     assert health.status_code == 200
     assert health.headers["content-type"].startswith("text/plain")

@@ -112,17 +112,24 @@ def test_policies_render_only_what_is_set() -> None:
     assert "policies" not in build_oz_config(params())["relayers"][0]
 
 
-def test_legacy_network_has_no_eip1559_feature_and_env_rpc_urls_render_as_references() -> None:
-    cfg = build_oz_config(params(eip1559=False, rpc_urls=(EnvRef("RPC_URL_AMOY"), "https://b.example")))
+def test_legacy_network_has_no_eip1559_feature_and_rpc_urls_are_literal() -> None:
+    cfg = build_oz_config(params(eip1559=False, rpc_urls=("https://a.example/key", "https://b.example")))
     network = cfg["networks"][0]
     assert network["features"] == []
-    assert network["rpc_urls"] == [{"type": "env", "value": "RPC_URL_AMOY"}, "https://b.example"]
-    assert required_env(params(rpc_urls=(EnvRef("RPC_URL_AMOY"),))) == (
-        ENV_VAULT_ROLE_ID,
-        ENV_VAULT_SECRET_ID,
-        ENV_WEBHOOK_SIGNING_KEY,
-        "RPC_URL_AMOY",
+    # OZ reads rpc_urls entries as strings or {url, weight}; an env reference there would be refused.
+    assert network["rpc_urls"] == ["https://a.example/key", "https://b.example"]
+    assert required_env(params()) == (ENV_VAULT_ROLE_ID, ENV_VAULT_SECRET_ID, ENV_WEBHOOK_SIGNING_KEY)
+
+
+def test_secret_rpc_url_is_tried_first_then_the_plain_ones() -> None:
+    from msq_operator.render.relayer import rpc_urls
+    from msq_operator.resources.common import Network
+
+    net = Network.model_validate(
+        {"name": "amoy", "chainId": 80002, "rpcUrls": ["https://public.example", "https://key.example/k"]}
     )
+    assert rpc_urls(net, "https://key.example/k") == ("https://key.example/k", "https://public.example")
+    assert rpc_urls(net, None) == ("https://public.example", "https://key.example/k")
 
 
 def test_unsigned_webhook_has_no_signing_key() -> None:

@@ -9,6 +9,7 @@ from typing import Any
 import kopf
 
 from msq_operator import runtime
+from msq_operator.handlers.relayer import rpc_secret_url
 from msq_operator.metrics import POOL_QUEUE_DEPTH, POOL_REPLICAS, measured
 from msq_operator.render import gateway as gw
 from msq_operator.render import pool as render
@@ -91,9 +92,9 @@ def _reconcile_gateway(pool: dict[str, Any], spec: RelayerPoolSpec, children: li
     values: dict[str, str] = {}
     redis_ref = spec.redis.url_secret_ref
     values[gw.REDIS_URL_KEY] = kube.read_secret(ns, redis_ref.name)[redis_ref.key]
-    if not spec.network.rpc_urls and spec.network.rpc_url_secret_ref:
-        ref = spec.network.rpc_url_secret_ref
-        values[gw.RPC_URL_KEY] = kube.read_secret(ns, ref.name)[ref.key]
+    secret_url = rpc_secret_url(ns, spec.network)
+    if secret_url:
+        values[gw.RPC_URL_KEY] = secret_url
     relayers: list[tuple[dict[str, Any], str]] = []
     for child in children:
         name = child["metadata"]["name"]

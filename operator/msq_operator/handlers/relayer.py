@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import secrets
 from typing import Any
 
@@ -15,10 +16,24 @@ from msq_operator.render import relayer as render
 from msq_operator.render.conditions import get_condition, set_condition
 from msq_operator.render.meta import vault_name
 from msq_operator.resources import GROUP, VERSION
+from msq_operator.resources.common import Network
 from msq_operator.resources.relayer import PLURAL, RelayerSpec
 from msq_operator.signer_auth import vault_client
 
 OBSERVE_INTERVAL = 5.0
+
+
+def rpc_secret_url(namespace: str, network: Network) -> str | None:
+    """The URL in `rpcUrlSecretRef`, read where it is needed so it never lands in a ConfigMap or status."""
+    ref = network.rpc_url_secret_ref
+    if ref is None:
+        return None
+    try:
+        return runtime.get().kube.read_secret(namespace, ref.name)[ref.key]
+    except (LookupError, KeyError):
+        raise kopf.TemporaryError(
+            f"spec.network.rpcUrlSecretRef: Secret {ref.name} has no key {ref.key!r}", delay=15
+        ) from None
 
 
 def _spec(spec: Any) -> RelayerSpec:
@@ -50,6 +65,8 @@ def _credentials(
         render.SECRET_API_KEY: current.get(render.SECRET_API_KEY) or secrets.token_urlsafe(36),
         render.SECRET_WEBHOOK_SIGNING_KEY: current.get(render.SECRET_WEBHOOK_SIGNING_KEY)
         or secrets.token_urlsafe(36),
+        render.SECRET_STORAGE_ENCRYPTION_KEY: current.get(render.SECRET_STORAGE_ENCRYPTION_KEY)
+        or base64.b64encode(secrets.token_bytes(32)).decode(),
     }
     if (
         live_role_id
@@ -105,10 +122,10 @@ def reconcile_relayer(
             generation,
         )
 
-        config_map = render.build_config_map(relayer, rspec)
+        config = render.build_config_secret(relayer, rspec, rpc_secret_url(n.namespace, rspec.network))
         kube.apply(render.build_secret(relayer, _credentials(vault_c, rspec, relayer, path)))
-        kube.apply(config_map)
-        kube.apply(render.build_deployment(relayer, rspec, config_map))
+        kube.apply(config)
+        kube.apply(render.build_deployment(relayer, rspec, config))
         kube.apply(render.build_service(relayer))
 
         was_draining = (get_condition(conditions, "Draining") or {}).get("status") == "True"
@@ -182,11 +199,19 @@ def observed_status(relayer: dict[str, Any], rspec: RelayerSpec, status: dict[st
         redis_url = rt.kube.read_secret(n.namespace, rspec.redis.url_secret_ref.name)[
             rspec.redis.url_secret_ref.key
         ]
-        depth = rt.observer.queue_depth(redis_url, render.redis_key_prefix(rspec, n.namespace, n.relayer))
+        # The relayer's backlog (OZ's pending_transactions_count, read from its Redis status index, see
+        # observe.PENDING_STATUSES): the request list alone is empty while a burst waits for the chain.
+        snapshot = rt.observer.backlog(
+            redis_url, render.redis_key_prefix(rspec, n.namespace, n.relayer), n.oz_id
+        )
     except (LookupError, KeyError):
-        depth = None
-    if depth is not None:
-        out["queueDepth"] = depth
+        snapshot = None
+    if snapshot is not None:
+        out["queueDepth"] = snapshot.queued
+        # Pending for the drain means "not yet final": OZ's own count leaves out Mined transactions, whose
+        # `confirmed` webhook is still to come (observe.UNSETTLED_STATUSES).
+        if snapshot.unsettled is not None and "pending" in out:
+            out["pending"] = max(out["pending"], snapshot.unsettled)
     out["conditions"] = conditions
     return out
 

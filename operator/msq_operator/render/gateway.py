@@ -71,10 +71,11 @@ def build_gateway_config(
     if forwarder is None:
         raise ValueError("spec.gateway.forwarder is required when the gateway is enabled")
     chain: dict[str, Any] = {"chainId": spec.network.chain_id}
-    if spec.network.rpc_urls:
-        chain["rpcUrl"] = spec.network.rpc_urls[0]
-    else:
+    # The same first URL the relayers try (render.relayer.rpc_urls): the Secret's, when there is one.
+    if spec.network.rpc_url_secret_ref is not None:
         chain["rpcUrlFile"] = f"{_SECRETS_REL}/{RPC_URL_KEY}"
+    else:
+        chain["rpcUrl"] = spec.network.rpc_urls[0]
 
     quotas: list[dict[str, Any]] = []
     quota_of: dict[str, str] = {}

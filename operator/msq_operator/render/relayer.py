@@ -1,4 +1,9 @@
-"""Objects for one Relayer: its Secret, OZ `config.json` ConfigMap, Deployment and Service."""
+"""Objects for one Relayer: its credentials Secret, OZ `config.json` Secret, Deployment and Service.
+
+`config.json` is a Secret, not a ConfigMap: OZ reads a network's `rpc_urls` only as literal URLs (no env
+reference there: models/relayer/rpc_config.rs, an entry is a string or `{url, weight}`), and a provider URL
+usually carries an access key.
+"""
 
 from __future__ import annotations
 
@@ -20,18 +25,20 @@ from msq_operator.render.meta import (
     oz_relayer_id,
     secret_data,
 )
+from msq_operator.resources.common import Network
 from msq_operator.resources.relayer import RelayerSpec
 
 HTTP_PORT = 8080
 METRICS_PORT = 8081
 CONFIG_DIR = "/app/config"
-ENV_RPC_URL = "RPC_URL"
+CONFIG_FILE = "config.json"
 
 # Keys of the relayer's Secret. The private key is never one of them: it lives only in Vault.
 SECRET_API_KEY = "api_key"
 SECRET_WEBHOOK_SIGNING_KEY = "webhook_signing_key"
 SECRET_ROLE_ID = "role_id"
 SECRET_SECRET_ID = "secret_id"
+SECRET_STORAGE_ENCRYPTION_KEY = "storage_encryption_key"
 
 
 @dataclass(frozen=True)
@@ -48,7 +55,7 @@ class RelayerNames:
         return self.relayer
 
     @property
-    def config_map(self) -> str:
+    def config(self) -> str:
         return f"{self.relayer}-config"
 
     @property
@@ -94,19 +101,24 @@ def _meta(relayer: dict[str, Any], name: str) -> dict[str, Any]:
     return owned_meta(relayer, name, labels(relayer))
 
 
-def build_oz_params(relayer: dict[str, Any], spec: RelayerSpec) -> oz_config.OzRelayerParams:
+def rpc_urls(network: Network, secret_url: str | None) -> tuple[str, ...]:
+    """The network's RPC URLs in the order they are tried: the Secret's URL first, then `rpcUrls`."""
+    return tuple(dict.fromkeys(([secret_url] if secret_url else []) + list(network.rpc_urls)))
+
+
+def build_oz_params(
+    relayer: dict[str, Any], spec: RelayerSpec, rpc_secret_url: str | None = None
+) -> oz_config.OzRelayerParams:
+    """`rpc_secret_url` is the URL read from `spec.network.rpcUrlSecretRef`, when the spec names one."""
     n = names_of(relayer)
     if spec.webhook is None:
         raise ValueError("spec.webhook.url is required: OZ Relayer needs one notification target")
     pol = spec.policies
-    rpc_urls: tuple[str | oz_config.EnvRef, ...] = tuple(spec.network.rpc_urls) or (
-        oz_config.EnvRef(ENV_RPC_URL),
-    )
     return oz_config.OzRelayerParams(
         relayer_id=n.oz_id,
         network=spec.network.name,
         chain_id=spec.network.chain_id,
-        rpc_urls=rpc_urls,
+        rpc_urls=rpc_urls(spec.network, rpc_secret_url),
         signer=oz_config.VaultSignerParams(
             vault_address=spec.signer.vault_address,
             key_name=key_path(spec, n.namespace, n.relayer),
@@ -115,6 +127,10 @@ def build_oz_params(relayer: dict[str, Any], spec: RelayerSpec) -> oz_config.OzR
         webhook_url=spec.webhook.url,
         eip1559=spec.network.eip1559,
         required_confirmations=spec.network.required_confirmations,
+        symbol=spec.network.symbol,
+        average_blocktime_ms=spec.network.average_blocktime_ms,
+        is_testnet=spec.network.is_testnet,
+        tags=tuple(spec.network.tags),
         policies=oz_config.RelayerPolicies(
             gas_price_cap=int(pol.gas_price_cap) if pol.gas_price_cap else None,
             min_balance=int(pol.min_balance) if pol.min_balance else None,
@@ -127,13 +143,16 @@ def build_oz_params(relayer: dict[str, Any], spec: RelayerSpec) -> oz_config.OzR
     )
 
 
-def build_config_map(relayer: dict[str, Any], spec: RelayerSpec) -> dict[str, Any]:
-    config = oz_config.build_oz_config(build_oz_params(relayer, spec))
+def build_config_secret(
+    relayer: dict[str, Any], spec: RelayerSpec, rpc_secret_url: str | None = None
+) -> dict[str, Any]:
+    config = oz_config.build_oz_config(build_oz_params(relayer, spec, rpc_secret_url))
     return {
         "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": _meta(relayer, names_of(relayer).config_map),
-        "data": {"config.json": json.dumps(config, indent=2, sort_keys=True) + "\n"},
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": _meta(relayer, names_of(relayer).config),
+        "data": secret_data({CONFIG_FILE: json.dumps(config, indent=2, sort_keys=True) + "\n"}),
     }
 
 
@@ -152,9 +171,8 @@ def _secret_env(name: str, secret: str, key: str) -> dict[str, Any]:
     return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
 
 
-def build_deployment(
-    relayer: dict[str, Any], spec: RelayerSpec, config_map: dict[str, Any]
-) -> dict[str, Any]:
+def build_deployment(relayer: dict[str, Any], spec: RelayerSpec, config: dict[str, Any]) -> dict[str, Any]:
+    """`config` is the rendered config Secret: a change of its content rolls the pod."""
     n = names_of(relayer)
     lbl = labels(relayer)
     selector = {LABEL_RELAYER: n.relayer, LABEL_COMPONENT: "relayer"}
@@ -165,16 +183,20 @@ def build_deployment(
         _secret_env(oz_config.ENV_VAULT_SECRET_ID, n.secret, SECRET_SECRET_ID),
         _secret_env("REDIS_URL", spec.redis.url_secret_ref.name, spec.redis.url_secret_ref.key),
         {"name": "REDIS_KEY_PREFIX", "value": redis_key_prefix(spec, n.namespace, n.relayer)},
+        # OZ keeps transactions in memory unless told otherwise (server_config.rs,
+        # get_repository_storage_type: default "in_memory"): a restarted pod would forget every pending
+        # transaction. Redis storage needs a base64 32-byte key to encrypt what it stores
+        # (initialize_app_state.rs: refuses to start without STORAGE_ENCRYPTION_KEY).
+        {"name": "REPOSITORY_STORAGE_TYPE", "value": "redis"},
+        _secret_env("STORAGE_ENCRYPTION_KEY", n.secret, SECRET_STORAGE_ENCRYPTION_KEY),
         {"name": "CONFIG_DIR", "value": CONFIG_DIR},
-        {"name": "CONFIG_FILE_NAME", "value": "config.json"},
+        {"name": "CONFIG_FILE_NAME", "value": CONFIG_FILE},
         {"name": "APP_PORT", "value": str(HTTP_PORT)},
         {"name": "METRICS_PORT", "value": str(METRICS_PORT)},
-        {"name": "ENABLE_METRICS", "value": "true"},
+        # OZ's switch is METRICS_ENABLED, exactly "true" (main.rs, `metrics_enabled`).
+        {"name": "METRICS_ENABLED", "value": "true"},
         {"name": "LOG_MODE", "value": "stdout"},
     ]
-    if not spec.network.rpc_urls and spec.network.rpc_url_secret_ref is not None:
-        ref = spec.network.rpc_url_secret_ref
-        env.append(_secret_env(ENV_RPC_URL, ref.name, ref.key))
     probe = {"httpGet": {"path": "/api/v1/health", "port": "http"}, "periodSeconds": 10, "timeoutSeconds": 3}
     ready = {"httpGet": {"path": "/api/v1/ready", "port": "http"}, "periodSeconds": 5, "timeoutSeconds": 3}
     return {
@@ -189,7 +211,7 @@ def build_deployment(
             "template": {
                 "metadata": {
                     "labels": lbl,
-                    "annotations": {ANNOTATION_CONFIG_HASH: content_hash(config_map["data"])},
+                    "annotations": {ANNOTATION_CONFIG_HASH: content_hash(config["data"])},
                 },
                 "spec": {
                     "automountServiceAccountToken": False,
@@ -224,7 +246,7 @@ def build_deployment(
                         }
                     ],
                     "volumes": [
-                        {"name": "config", "configMap": {"name": n.config_map}},
+                        {"name": "config", "secret": {"secretName": n.config}},
                         {"name": "tmp", "emptyDir": {}},
                     ],
                 },

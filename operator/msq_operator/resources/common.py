@@ -28,6 +28,11 @@ class Network(Spec):
     rpc_url_secret_ref: SecretKeyRef | None = Field(default=None, alias="rpcUrlSecretRef")
     eip1559: bool = True
     required_confirmations: int = Field(default=1, alias="requiredConfirmations")
+    # Defaults as in the CRD, for objects that never went through the API server (the server fills them in).
+    symbol: str = "ETH"
+    average_blocktime_ms: int = Field(default=12000, alias="averageBlocktimeMs")
+    is_testnet: bool | None = Field(default=None, alias="isTestnet")
+    tags: list[str] = Field(default_factory=list)
 
 
 class Resources(Spec):
