@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from bench import gateway_overhead, operator_timings, pool_scaling
 from bench.report import emit, quiet_logs
+from msq_devstack import engine
 
 
 def main() -> None:
@@ -12,6 +13,10 @@ def main() -> None:
         {
             "gateway_overhead": gateway_overhead.run(requests=200),
             "pool_scaling": pool_scaling.run(sizes=[1, 2, 4, 8], count=300, concurrency=48),
+            # The real engine costs ~100x the stand-in's CPU per transaction: fewer, on 1 and 3 relayers.
+            "pool_scaling_oz": pool_scaling.run(sizes=[1, 3], count=30, concurrency=6, engine="oz")
+            if engine.oz_binary()
+            else {"skipped": engine.HOW_TO_ENABLE},
             "operator_timings": operator_timings.run(),
         }
     )

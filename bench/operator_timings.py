@@ -1,6 +1,8 @@
-"""Operator timings on the local stack, one run: `kubectl apply` of pools of 1 and 5 relayers to Ready
-(side by side, so the ratio survives a noisy machine), reconcile durations from the operator's own histogram,
-and the scale-up reaction from a queue spike to the new relayer serving.
+"""Operator timings on the local stack, one run: `kubectl apply` of pools of 1, 3 and 5 relayers to Ready
+(side by side, so the ratios survive a noisy machine), reconcile durations from the operator's own histogram,
+and the scale-up reaction from a real backlog (a burst of transactions through the gateway while the chain
+makes no blocks) to the new relayer serving. The relayer pods run the engine `MSQ_RELAYER_ENGINE` selects
+(the real OZ Relayer wherever it is built).
 
 `python -m bench.operator_timings` prints JSON.
 """
@@ -10,13 +12,15 @@ from __future__ import annotations
 import re
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import httpx
-import redis
+from eth_account import Account
 
 from bench.report import emit, progress, quiet_logs
+from msq_contracts.artifacts import load_artifact
 from msq_devstack.scenario import PoolScenario
 from msq_devstack.stack import StackRunner
 
@@ -58,6 +62,8 @@ def run() -> dict[str, Any]:
         try:
             progress("pool of 1 ...")
             one = _ready_seconds(s, "one", 1)
+            progress("pool of 3 ...")
+            three = _ready_seconds(s, "three", 3)
             progress("pool of 5 ...")
             five = _ready_seconds(s, "five", 5)
             progress("scale-up reaction ...")
@@ -69,17 +75,27 @@ def run() -> dict[str, Any]:
                 "scaleDownStabilizationSeconds": 300,
                 "pollIntervalSeconds": 1,
             }
+            s.create("contractpolicies", s.policy_manifest("auto-contracts", {"app": "auto"}))
             _ready_seconds(s, "auto", 1, auto)
-            assert stack.redis
-            r = redis.Redis.from_url(stack.redis.url)
-            s.pods.freeze("auto-0")
+            gw = s.gateway("auto")
+            nft = s.w3.eth.contract(address=s.contracts.nft, abi=load_artifact("SampleNFT")["abi"])
+            assert stack.chain
             spike = time.monotonic()
-            r.rpush(
-                f"msq:{s.namespace}:auto-0:queue:transaction_request_queue:active",
-                *[f"placeholder-{i}" for i in range(10)],
-            )
-            s.wait("scaled", lambda: s.get("relayerpools", "auto")["spec"]["replicas"] == 2, timeout=60)
-            scaled = time.monotonic() - spike
+            with stack.chain.congested():
+                with ThreadPoolExecutor(4) as ex:
+                    replies = list(
+                        ex.map(
+                            lambda _: gw.direct(
+                                s.contracts.nft,
+                                bytes.fromhex(nft.encode_abi("mint", [Account.create().address])[2:]),
+                            ),
+                            range(15),
+                        )
+                    )
+                for reply in replies:
+                    reply.raise_for_status()
+                s.wait("scaled", lambda: s.get("relayerpools", "auto")["spec"]["replicas"] == 2, timeout=90)
+                scaled = time.monotonic() - spike
             s.wait(
                 "new relayer key",
                 lambda: any(
@@ -97,16 +113,18 @@ def run() -> dict[str, Any]:
                 timeout=120,
             )
             serving = time.monotonic() - spike
-            s.pods.thaw("auto-0")
             return {
+                "engine": s.pods.engine,
                 "pool_ready_seconds": {
                     "replicas_1": round(one, 2),
+                    "replicas_3": round(three, 2),
                     "replicas_5": round(five, 2),
+                    "ratio_3_to_1": round(three / one, 2),
                     "ratio_5_to_1": round(five / one, 2),
                 },
                 "scale_up": {
-                    "spike_to_replicas_written_s": round(scaled, 2),
-                    "spike_to_new_relayer_ready_s": round(serving, 2),
+                    "burst_to_replicas_written_s": round(scaled, 2),
+                    "burst_to_new_relayer_ready_s": round(serving, 2),
                 },
                 "reconcile_duration": _reconcile_histogram(s.operator.metrics_url),
             }

@@ -1,5 +1,6 @@
 """Pool scaling: confirmed transactions per second through the gateway with 1, 2, 4 and 8 relayers, in one run
-on one local stack (anvil with automine, one Redis, dev relayers as processes).
+on one local stack (anvil with automine, one Redis, relayers as processes: the stand-in, or with
+`--engine oz` the real OZ Relayer binary), with the CPU time each part spent per transaction (from /proc).
 
 Eight relayers are provisioned once; for each size N the gateway config marks all but N as draining (a hot
 reload, as the operator does on scale-down). Then M direct NFT mints are submitted through the gateway with
@@ -11,12 +12,14 @@ Redis and the load generator. More relayers add parallel nonce lanes but also pr
 same CPUs, which is what the efficiency column shows.
 
     .venv/bin/python -m bench.pool_scaling [--transactions 300] [--concurrency 48] [--sizes 1,2,4,8]
+        [--engine dev|oz]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import secrets
 import tempfile
 import time
@@ -59,15 +62,33 @@ async def _submit(url: str, nft: str, count: int, concurrency: int) -> tuple[flo
         return time.perf_counter() - start, per_relayer
 
 
-def _measure(pool: LocalPool, nft: str, size: int, count: int, concurrency: int) -> dict[str, Any]:
+def _cpu_seconds(pid: int) -> float:
+    """utime + stime of one process, from /proc (children not included)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _parts(pool: LocalPool, stack: Any, active: list[Any]) -> dict[str, int]:
+    parts = {r.relayer_id: r.process.process.proc.pid for r in active}
+    assert pool.gateway and pool.gateway.proc and stack.chain.process.proc and stack.redis.process.proc
+    parts.update(gateway=pool.gateway.proc.pid, anvil=stack.chain.process.proc.pid)
+    parts["redis"] = stack.redis.process.proc.pid
+    return parts
+
+
+def _measure(
+    pool: LocalPool, stack: Any, nft: str, size: int, count: int, concurrency: int
+) -> dict[str, Any]:
     active = pool.relayers[:size]
     for i, r in enumerate(pool.relayers):
         r.draining = i >= size
     pool.apply()
     before = pool.chain_nonces()
+    pids = _parts(pool, stack, active)
+    cpu_before = {name: _cpu_seconds(pid) for name, pid in pids.items()}
     start = time.perf_counter()
     accepted_s, per_relayer = asyncio.run(_submit(pool.url, nft, count, concurrency))
-    deadline = time.monotonic() + 180
+    deadline = time.monotonic() + 600
     while True:
         nonces = pool.chain_nonces()
         mined = sum(nonces[r.relayer_id] - before[r.relayer_id] for r in active)
@@ -77,6 +98,9 @@ def _measure(pool: LocalPool, nft: str, size: int, count: int, concurrency: int)
             raise RuntimeError(f"{count - mined} transactions not confirmed in time with {size} relayers")
         time.sleep(0.02)
     elapsed = time.perf_counter() - start
+    cpu_ms = {
+        name: round((_cpu_seconds(pid) - cpu_before[name]) * 1000 / count, 2) for name, pid in pids.items()
+    }
     if mined != count:
         raise RuntimeError(f"expected {count} transactions from the active relayers, chain shows {mined}")
     return {
@@ -86,10 +110,11 @@ def _measure(pool: LocalPool, nft: str, size: int, count: int, concurrency: int)
         "confirmed_tps": round(count / elapsed, 1),
         "accepted_tps": round(count / accepted_s, 1),
         "per_relayer": dict(sorted(per_relayer.items())),
+        "cpu_ms_per_tx": cpu_ms,
     }
 
 
-def run(sizes: list[int], count: int, concurrency: int) -> dict[str, Any]:
+def run(sizes: list[int], count: int, concurrency: int, engine: str = "dev") -> dict[str, Any]:
     with StackRunner(kube=False) as stack:
         assert stack.chain and stack.redis and stack.openbao
         samples = deploy_samples(stack.chain)
@@ -108,14 +133,15 @@ def run(sizes: list[int], count: int, concurrency: int) -> dict[str, Any]:
                 {"name": "bench", "contracts": [{"address": samples.nft, "methods": ["mint(address)"]}]}
             ],
             api_keys=[{"name": "bench", "sha256": sha256_hex(API_KEY)}],
+            engine=engine,
         ).start()
         try:
             progress("warm-up")
-            _measure(pool, samples.nft, max(sizes), min(100, count), concurrency)
+            _measure(pool, stack, samples.nft, max(sizes), min(100, count), concurrency)
             rows = []
             for size in sizes:
                 progress(f"{size} relayer(s): {count} transactions")
-                rows.append(_measure(pool, samples.nft, size, count, concurrency))
+                rows.append(_measure(pool, stack, samples.nft, size, count, concurrency))
         finally:
             pool.stop()
     base = rows[0]["confirmed_tps"] / rows[0]["relayers"]
@@ -123,6 +149,7 @@ def run(sizes: list[int], count: int, concurrency: int) -> dict[str, Any]:
         row["efficiency"] = round(row["confirmed_tps"] / (row["relayers"] * base), 3)
     return {
         "benchmark": "pool_scaling",
+        "engine": engine,
         "transaction": "direct ERC-721 mint through the gateway (LeastLoad), anvil automine, 1 confirmation",
         "concurrency": concurrency,
         "results": rows,
@@ -136,9 +163,10 @@ def main() -> None:
     parser.add_argument("--transactions", type=int, default=300)
     parser.add_argument("--concurrency", type=int, default=48)
     parser.add_argument("--sizes", default="1,2,4,8")
+    parser.add_argument("--engine", choices=["dev", "oz"], default="dev")
     args = parser.parse_args()
     quiet_logs()
-    emit(run([int(s) for s in args.sizes.split(",")], args.transactions, args.concurrency))
+    emit(run([int(s) for s in args.sizes.split(",")], args.transactions, args.concurrency, args.engine))
 
 
 if __name__ == "__main__":
