@@ -5,13 +5,13 @@ PY := .venv/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: help deps test test-unit test-integration test-e2e demo lint fmt bench kube-binaries oz-relayer clean
+.PHONY: help deps test test-unit test-integration test-e2e test-conformance demo lint fmt bench kube-binaries oz-relayer clean
 
 help:
 	@echo "make demo              run the local stack and the demo story"
 	@echo "make test              install what is missing, then run every test (unit, integration, e2e)"
 	@echo "make test-unit         unit tests only (no services), for the inner loop"
-	@echo "make test-integration  | make test-e2e   one tier"
+	@echo "make test-integration  | make test-e2e | make test-conformance   one tier"
 	@echo "make bench             benchmarks (JSON on stdout)"
 	@echo "make lint              ruff"
 
@@ -50,6 +50,9 @@ test-integration: deps
 
 test-e2e: deps
 	$(PY) -m pytest -m e2e $(PYTEST_ARGS)
+
+test-conformance: deps
+	$(PY) -m pytest -m conformance $(PYTEST_ARGS)
 
 demo: deps
 	$(PY) -m msq_devstack.cli demo
