@@ -31,7 +31,6 @@ from tests.support.gateway import (
     mint_tokens,
     nft_mint,
     random_address,
-    rpc,
     signed_gasless,
     user_keys,
     wait_terminal,
@@ -435,35 +434,42 @@ def test_webhooks_and_callbacks(env: Env) -> None:
 def test_least_load_prefers_idle_relayers(env: Env) -> None:
     """A relayer with a backlog gets (almost) nothing while the others are idle.
 
-    The backlog is real: block production is paused on the chain (anvil's automine off, as a congested chain
-    would hold transactions), then one relayer is loaded directly; the gateway sees its pending count grow.
+    The backlog is real: block production is paused on the chain (no automine, no interval blocks, as a
+    congested chain would hold transactions), then one relayer is loaded directly; the gateway sees its
+    pending count grow.
     """
     pool = env.pool
     pool.routing = "LeastLoad"
     pool.apply()
     busy = pool.relayers[0]
-    rpc(env.chain.rpc_url, "evm_setAutomine", [False])
     try:
-        with httpx.Client(
-            base_url=busy.url, timeout=30, headers={"Authorization": f"Bearer {busy.api_key}"}
-        ) as c:
-            for _ in range(40):
-                tx = {"to": random_address(), "value": 0, "data": "0x", "gas_limit": 21000, "speed": "fast"}
-                assert c.post(f"/api/v1/relayers/{busy.relayer_id}/transactions", json=tx).status_code == 200
-        deadline = time.monotonic() + 10
-        while _gateway_pending(env, busy.relayer_id) < 40:
-            assert time.monotonic() < deadline, "the gateway never saw the backlog"
-            time.sleep(0.05)
-        picks: Counter[str] = Counter()
-        for _ in range(30):
-            r = _post(env, "/api/v1/relay/direct", _direct_mint())
-            assert r.status_code == 202, r.text
-            picks[r.json()["relayerId"]] += 1
-        assert picks[busy.relayer_id] == 0, picks
-        assert picks[pool.relayers[1].relayer_id] == picks[pool.relayers[2].relayer_id] == 15, picks
+        with env.chain.congested():
+            with httpx.Client(
+                base_url=busy.url, timeout=30, headers={"Authorization": f"Bearer {busy.api_key}"}
+            ) as c:
+                for _ in range(40):
+                    tx = {
+                        "to": random_address(),
+                        "value": 0,
+                        "data": "0x",
+                        "gas_limit": 21000,
+                        "speed": "fast",
+                    }
+                    assert (
+                        c.post(f"/api/v1/relayers/{busy.relayer_id}/transactions", json=tx).status_code == 200
+                    )
+            deadline = time.monotonic() + 10
+            while _gateway_pending(env, busy.relayer_id) < 40:
+                assert time.monotonic() < deadline, "the gateway never saw the backlog"
+                time.sleep(0.05)
+            picks: Counter[str] = Counter()
+            for _ in range(30):
+                r = _post(env, "/api/v1/relay/direct", _direct_mint())
+                assert r.status_code == 202, r.text
+                picks[r.json()["relayerId"]] += 1
+            assert picks[busy.relayer_id] == 0, picks
+            assert picks[pool.relayers[1].relayer_id] == picks[pool.relayers[2].relayer_id] == 15, picks
     finally:
-        rpc(env.chain.rpc_url, "evm_setAutomine", [True])
-        rpc(env.chain.rpc_url, "evm_mine", [])
         pool.routing = "RoundRobin"
         pool.apply()
         _settled(pool, timeout=60)

@@ -1,5 +1,6 @@
-"""The operator's backlog reading: OZ's own Redis key layout, the count OZ reports as
-`pending_transactions_count`, and what happens when a relayer's id or Redis is missing."""
+"""The operator's backlog reading: OZ's own Redis key layout and the count OZ reports as
+`pending_transactions_count`. Reading it from a real Redis, with a relayer's id or Redis missing, is
+tests/integration/test_observe_backlog_redis.py."""
 
 from __future__ import annotations
 
