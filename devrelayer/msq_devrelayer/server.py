@@ -75,10 +75,6 @@ async def serve(settings: ServerSettings, cfg: RelayerConfig, signer: KeySigner)
             raise StartupError(f"REDIS_URL: cannot reach Redis: {type(exc).__name__}: {exc}") from None
         await _check_chain(rpc, cfg)
         if settings.enable_metrics:
-            if settings.metrics_switch_ignored_by_oz:
-                log.warning(
-                    "metrics enabled by ENABLE_METRICS, which OZ Relayer ignores (it reads METRICS_ENABLED)"
-                )
             metrics.serve(settings.host, settings.metrics_port)
         if notifier is not None:
             notifier.start()

@@ -27,8 +27,6 @@ class ServerSettings:
     app_port: int
     metrics_port: int
     enable_metrics: bool
-    # Metrics are on only through ENABLE_METRICS, which the real OZ Relayer does not read.
-    metrics_switch_ignored_by_oz: bool
     log_level: str
     # Not an OZ variable: OZ's vault signer config has no field for the relayer address, so the operator
     # may pass it here and the dev relayer refuses to start if the key in Vault derives another address.
@@ -72,13 +70,8 @@ def settings_from_env(env: Mapping[str, str]) -> ServerSettings:
         host=env.get("HOST", "0.0.0.0"),
         app_port=_port(env, "APP_PORT", 8080),
         metrics_port=_port(env, "METRICS_PORT", 8081),
-        # OZ reads METRICS_ENABLED, exactly "true" in any case (main.rs). ENABLE_METRICS is what the operator
-        # renders today and OZ ignores; it is still honoured here until the rendering is fixed
-        # (devrelayer/CONFORMANCE.md), with a warning at start.
-        enable_metrics=env.get("METRICS_ENABLED", "").lower() == "true"
-        or env.get("ENABLE_METRICS", "false").lower() in ("1", "true", "yes"),
-        metrics_switch_ignored_by_oz=env.get("METRICS_ENABLED", "").lower() != "true"
-        and env.get("ENABLE_METRICS", "false").lower() in ("1", "true", "yes"),
+        # OZ reads METRICS_ENABLED, exactly "true" in any case (main.rs).
+        enable_metrics=env.get("METRICS_ENABLED", "").lower() == "true",
         log_level=env.get("LOG_LEVEL", "info").lower(),
         expected_address=expected,
     )

@@ -2,9 +2,11 @@
 
 The split decides whether a transaction may be retried on another relayer:
 - `NotAccepted`: certainly not accepted. Either the request never left (connection refused, connect timeout,
-  no pooled connection in time), or the relayer answered with its `{success: false, error}` envelope.
+  no pooled connection in time), or the relayer answered with its `{success: false, error}` envelope, or with
+  a 4xx outside the envelope: OZ's rate limiter (429) and its body extractors (400, 413) answer in plain text
+  before any handler runs (main.rs, api/routes/relayer.rs), so nothing was created.
 - `OutcomeUnknown`: it may have been accepted (read timeout after sending, connection dropped mid-response, a
-  response that is not the relayer's envelope). Retrying elsewhere could send the transaction twice.
+  5xx or 2xx that is not the relayer's envelope). Retrying elsewhere could send the transaction twice.
 """
 
 from __future__ import annotations
@@ -141,6 +143,13 @@ async def submit_transaction(
     except httpx.HTTPError as exc:
         raise OutcomeUnknown(relayer.id, f"{type(exc).__name__} after sending: {exc}") from exc
     env = _envelope(resp)
+    if env is None and 400 <= resp.status_code < 500:
+        raise NotAccepted(
+            relayer.id,
+            f"HTTP {resp.status_code}: {resp.text[:200]}",
+            unreachable=False,
+            status=resp.status_code,
+        )
     if env is None:
         raise OutcomeUnknown(relayer.id, f"HTTP {resp.status_code} without the relayer's response envelope")
     if not env["success"]:

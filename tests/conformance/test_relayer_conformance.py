@@ -270,10 +270,8 @@ def subject(
             work_dir=tmp_path_factory.mktemp(f"conformance-{engine}"),
             webhook_url=receiver.url,
         )
-        # The one deviation from the rendered env: OZ turns its metrics server on with METRICS_ENABLED=true
-        # (main.rs), while the operator renders ENABLE_METRICS, which OZ ignores (see CONFORMANCE.md).
-        # Without this the metrics tests would only show that OZ's metrics port is closed.
-        env["METRICS_ENABLED"] = "true"
+        # provision_relayer renders the env the operator does, METRICS_ENABLED=true included (OZ's switch).
+        assert env["METRICS_ENABLED"] == "true"
         relayer = start_relayer(
             config_dir, env, stack_logs, f"conformance-{engine}", timeout=120, engine=engine
         )

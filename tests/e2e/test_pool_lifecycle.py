@@ -65,6 +65,28 @@ def _routable(s: PoolScenario, gw) -> int:  # type: ignore[no-untyped-def]
     )
 
 
+def _drain_report(s: PoolScenario, names: list[str]) -> list[dict[str, object]]:
+    """What keeps a drain from finishing: the fields the operator's removal decision reads."""
+    out: list[dict[str, object]] = []
+    for r in s.relayers(POOL):
+        if r["metadata"]["name"] in names:
+            st = r.get("status") or {}
+            out.append(
+                {
+                    "name": r["metadata"]["name"],
+                    "generation": r["metadata"].get("generation"),
+                    "pending": st.get("pending"),
+                    "queueDepth": st.get("queueDepth"),
+                    "nonce": st.get("nonce"),
+                    "conditions": [
+                        (c["type"], c["status"], c.get("reason"), c.get("observedGeneration"))
+                        for c in st.get("conditions", [])
+                    ],
+                }
+            )
+    return out
+
+
 def test_pool_ready_then_direct_and_gasless_confirm(scenario: PoolScenario) -> None:
     s = scenario
     s.create("contractpolicies", s.policy_manifest("payments-contracts", {"app": POOL}))
@@ -171,7 +193,7 @@ def test_queue_spike_scales_up_and_drop_scales_down_without_loss(scenario: PoolS
         timeout=120,
     )
     print(f"scale-up reaction: burst -> new relayer ready {time.monotonic() - spike:.1f}s")
-    # The gateway's health view catches up with the thawed relayers and its reloaded config within seconds.
+    # The gateway's health view catches up with the new relayer and its reloaded config within seconds.
     s.wait(
         "gateway routes to 3 relayers",
         lambda: gw.http.get("/readyz").status_code == 200 and _routable(s, gw) == 3,
@@ -200,11 +222,14 @@ def test_queue_spike_scales_up_and_drop_scales_down_without_loss(scenario: PoolS
         resp = gw.direct(s.contracts.nft, _calldata(_nft(s), "mint", to))
         assert resp.status_code in (200, 202), resp.text
         sent.append(resp.json()["id"])
-    s.wait(
-        "drained relayer removed",
-        lambda: all(x["metadata"]["name"] not in draining for x in s.relayers(POOL)),
-        timeout=240,
-    )
+    try:
+        s.wait(
+            "drained relayer removed",
+            lambda: all(x["metadata"]["name"] not in draining for x in s.relayers(POOL)),
+            timeout=240,
+        )
+    except TimeoutError as e:
+        raise AssertionError(f"{e}; still there: {_drain_report(s, draining)}") from None
     statuses = [gw.wait(i, timeout=180)["status"] for i in sent]
     assert statuses == ["confirmed"] * len(sent)
     assert len(s.relayers(POOL)) == 2

@@ -591,3 +591,51 @@ def test_unknown_outcome_is_not_retried_and_refused_connections_are(env: Env) ->
         pool.apply()
         hang.shutdown()
         hang.server_close()
+
+
+class _Throttled(_Hang):
+    """A relayer endpoint whose rate limiter refuses every submission the way OZ's does (actix-governor: 429,
+    plain text, before any handler). Reaching OZ's limit takes a burst of 300 requests on the real engine;
+    this stub gives the same answer on demand."""
+
+    posts = 0
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        type(self).posts += 1
+        body = b"Too many requests, retry after 1s"
+        self.send_response(429)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def test_a_plain_text_refusal_is_not_an_unknown_outcome(env: Env) -> None:
+    pool = env.pool
+    stub = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Throttled)
+    threading.Thread(target=stub.serve_forever, daemon=True).start()
+    (pool.work_dir / "gateway" / "secrets" / "stub.api-key").write_text("stub-key")
+    pool.extra_relayers = [
+        {
+            "id": "throttled",
+            "url": f"http://127.0.0.1:{stub.server_address[1]}",
+            "apiKeyFile": "secrets/stub.api-key",
+        }
+    ]
+    pool.apply()
+    try:
+        results = [
+            _post(env, "/api/v1/relay/direct", _direct_mint(), **{"Idempotency-Key": f"t-{i}-{time.time()}"})
+            for i in range(8)
+        ]
+        # The throttled relayer was asked, refused, and the transaction went to a real relayer instead.
+        assert _Throttled.posts > 0
+        assert [r.status_code for r in results] == [202] * 8, [r.text for r in results]
+        assert all(r.json()["relayerId"] != "throttled" for r in results)
+        wait_terminal(env.url, CLIENT, [r.json()["id"] for r in results])
+    finally:
+        pool.extra_relayers = []
+        pool.apply()
+        stub.shutdown()
+        stub.server_close()

@@ -220,3 +220,39 @@ def test_kubectl_scale_up_and_drain_holds_unknown_pending(
     out = kubectl(kube, "-n", namespace, "get", "relayerpools").stdout
     header = out.splitlines()[0].split()
     assert header[:5] == ["NAME", "NETWORK", "READY", "REPLICAS", "QUEUE"]
+
+
+def test_a_stale_conditions_write_does_not_stop_a_drain(
+    api: client.ApiClient, namespace: str, operator: OperatorProcess
+) -> None:
+    """The reconcile and the observe timer both write the whole conditions list; a timer pass that read the
+    relayer before its reconcile marked it draining writes the old Draining condition back. Written here by
+    hand through the status subresource, exactly as that pass would: the operator puts Draining back from the
+    spec, or the drain would wait for ever."""
+    draining = eventually(
+        lambda: [r for r in list_cr(api, namespace, "relayers") if r["spec"].get("draining")],
+        what="a draining relayer",
+    )[0]
+    name = draining["metadata"]["name"]
+    generation = draining["metadata"]["generation"]
+
+    def draining_condition() -> dict:
+        return condition(get_cr(api, namespace, "relayers", name), "Draining") or {}
+
+    eventually(lambda: draining_condition().get("status") == "True", what="Draining=True")
+    stale = [
+        c
+        if c["type"] != "Draining"
+        else {**c, "status": "False", "reason": "Active", "observedGeneration": generation - 1}
+        for c in get_cr(api, namespace, "relayers", name)["status"]["conditions"]
+    ]
+    written = client.CustomObjectsApi(api).patch_namespaced_custom_object_status(
+        GROUP, VERSION, namespace, "relayers", name, {"status": {"conditions": stale}}
+    )
+    assert (condition(written, "Draining") or {})["status"] == "False"
+    restored = eventually(
+        lambda: c if (c := draining_condition()).get("status") == "True" else None,
+        timeout=30,
+        what="Draining restored from the spec",
+    )
+    assert restored["observedGeneration"] == generation

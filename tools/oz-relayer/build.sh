@@ -36,6 +36,13 @@ out="${MSQ_OZ_RELAYER_BIN_DIR:-$cache_root/oz-relayer-${oz_version}-${key:0:12}}
 bin="$out/openzeppelin-relayer"
 if [[ -x "$bin" ]]; then echo "$bin"; exit 0; fi
 
+# Two builds of the same source at once (say `make -j` beside a running `make deps`) would share one work
+# folder: the second waits for the first, then finds its binary.
+mkdir -p "$cache_root"
+exec 9>"$cache_root/oz-relayer-${key:0:12}.lock"
+flock 9
+if [[ -x "$bin" ]]; then echo "$bin"; exit 0; fi
+
 command -v cargo >/dev/null || { echo "cargo not found (needed once to build OZ Relayer ${oz_version})" >&2; exit 1; }
 # OZ links against libsodium (its `secrets` crate) and OpenSSL, as its own Dockerfile installs.
 missing=()

@@ -129,16 +129,7 @@ def reconcile_relayer(
         kube.apply(render.build_service(relayer))
 
         was_draining = (get_condition(conditions, "Draining") or {}).get("status") == "True"
-        conditions = set_condition(
-            conditions,
-            "Draining",
-            rspec.draining,
-            "ScaleDown" if rspec.draining else "Active",
-            "removed from routing; deleted once nothing is pending"
-            if rspec.draining
-            else "receiving traffic",
-            generation,
-        )
+        conditions = _with_draining(conditions, rspec, generation)
         if rspec.draining and not was_draining:
             kopf.info(
                 body, reason="Draining", message="relayer is draining: no new transactions are routed to it"
@@ -148,6 +139,23 @@ def reconcile_relayer(
         patch.status["endpoint"] = render.endpoint(relayer)
         patch.status["conditions"] = conditions
         patch.status["observedGeneration"] = generation
+
+
+def _with_draining(
+    conditions: list[dict[str, Any]], rspec: RelayerSpec, generation: int | None
+) -> list[dict[str, Any]]:
+    """The Draining condition follows the spec alone. Both the reconcile and the observe timer write the
+    whole conditions list, so each sets it: a timer pass that started before a reconcile's write would
+    otherwise put back the old Draining condition, and the drain would wait for a reconcile that never
+    comes."""
+    return set_condition(
+        conditions,
+        "Draining",
+        rspec.draining,
+        "ScaleDown" if rspec.draining else "Active",
+        "removed from routing; deleted once nothing is pending" if rspec.draining else "receiving traffic",
+        generation,
+    )
 
 
 def observed_status(relayer: dict[str, Any], rspec: RelayerSpec, status: dict[str, Any]) -> dict[str, Any]:
@@ -212,7 +220,7 @@ def observed_status(relayer: dict[str, Any], rspec: RelayerSpec, status: dict[st
         # `confirmed` webhook is still to come (observe.UNSETTLED_STATUSES).
         if snapshot.unsettled is not None and "pending" in out:
             out["pending"] = max(out["pending"], snapshot.unsettled)
-    out["conditions"] = conditions
+    out["conditions"] = _with_draining(conditions, rspec, generation)
     return out
 
 
