@@ -205,10 +205,18 @@ class RoutingConfig(_Model):
         le=60,
         description="How often each relayer's /status is polled in the background.",
     )
-    # OZ computes /status from Redis and the RPC node (balance); on a busy node it takes seconds, and a
-    # relayer whose poll times out is taken out of routing.
+    # OZ computes /status from Redis and the RPC node (balance); on a busy relayer it takes seconds.
     status_timeout_seconds: float = Field(
         default=5.0, gt=0, le=30, description="Timeout of one /status poll."
+    )
+    # A relayer busy with a burst answers /status late but still takes transactions: one slow poll must not
+    # take every relayer of the pool out of routing at once (as kubelet's failureThreshold). A refused
+    # connection takes it out at the first poll.
+    unhealthy_after_failures: int = Field(
+        default=3,
+        ge=1,
+        le=20,
+        description="Consecutive failed /status polls (timeouts, errors) before a relayer leaves routing.",
     )
 
 

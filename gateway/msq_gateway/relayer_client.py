@@ -38,7 +38,11 @@ class OutcomeUnknown(Exception):
 
 
 class RelayerError(Exception):
-    """A read (status, transaction) failed; harmless, callers fall back."""
+    """A read (status, transaction) failed; harmless, callers fall back. `refused`: nothing listens there."""
+
+    def __init__(self, message: str, *, refused: bool = False) -> None:
+        super().__init__(message)
+        self.refused = refused
 
 
 @dataclass(frozen=True)
@@ -195,7 +199,9 @@ async def get_status(http: httpx.AsyncClient, relayer: RelayerTarget, timeout: f
             relayer.status_url, timeout=timeout, headers={"Authorization": relayer.auth_header}
         )
     except httpx.HTTPError as exc:
-        raise RelayerError(f"relayer {relayer.id}: {type(exc).__name__}") from exc
+        raise RelayerError(
+            f"relayer {relayer.id}: {type(exc).__name__}", refused=isinstance(exc, httpx.ConnectError)
+        ) from exc
     env = _envelope(resp)
     if env is None or not env["success"] or not isinstance(env.get("data"), dict):
         raise RelayerError(f"relayer {relayer.id}: HTTP {resp.status_code} reading status")

@@ -31,6 +31,7 @@ class RelayerState:
     handed_since_poll: int = 0
     polled_at: float = 0.0
     error: str | None = None
+    failed_polls: int = 0
 
     @property
     def load(self) -> int:
@@ -85,19 +86,23 @@ class Router:
         st.error = reason
         metrics.RELAYER_ROUTABLE.labels(relayer=relayer_id).set(0)
 
-    async def poll_one(self, http: httpx.AsyncClient, relayer: RelayerTarget, timeout: float) -> None:
+    async def poll_one(
+        self, http: httpx.AsyncClient, relayer: RelayerTarget, timeout: float, failure_threshold: int
+    ) -> None:
         st = self.state(relayer.id)
         handed_before = st.handed_since_poll
         try:
             status = await get_status(http, relayer, timeout)
         except RelayerError as exc:
-            if st.healthy:
-                log.warning("relayer %s unhealthy: %s", relayer.id, exc)
-            st.healthy, st.error = False, str(exc)
+            st.failed_polls += 1
+            st.error = str(exc)
+            if st.healthy and (exc.refused or st.failed_polls >= failure_threshold):
+                log.warning("relayer %s unhealthy (%d failed polls): %s", relayer.id, st.failed_polls, exc)
+                st.healthy = False
         else:
             if not st.healthy:
                 log.info("relayer %s healthy again", relayer.id)
-            st.healthy, st.error = True, None
+            st.healthy, st.error, st.failed_polls = True, None, 0
             st.paused = status.paused or status.disabled
             st.pending = status.pending
             # Hand-offs made while the poll was in flight are not in its answer yet.
@@ -110,7 +115,10 @@ class Router:
 
     async def poll_all(self, upstreams: Upstreams, snapshot: Snapshot) -> None:
         timeout = snapshot.config.routing.status_timeout_seconds
-        await asyncio.gather(*(self.poll_one(upstreams.relayer(r), r, timeout) for r in snapshot.relayers))
+        threshold = snapshot.config.routing.unhealthy_after_failures
+        await asyncio.gather(
+            *(self.poll_one(upstreams.relayer(r), r, timeout, threshold) for r in snapshot.relayers)
+        )
         for gone in set(self.states) - set(snapshot.relayers_by_id):
             del self.states[gone]
 

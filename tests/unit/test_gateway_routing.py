@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import http.server
 import os
+import threading
+import time
 from collections import Counter
 
+import httpx
+
+from msq_devstack.process import free_port
 from msq_gateway.routing import Router
 from msq_gateway.runtime import Snapshot
 from tests.support.gateway import config_doc, snapshot_of
@@ -83,3 +90,49 @@ def test_least_load_without_handoffs_still_spreads_ties() -> None:
     snap = _snap(2, "LeastLoad")
     picks = _picks(Router(), snap, 10, hand=False)
     assert picks == {"rl-0": 5, "rl-1": 5}
+
+
+class _SlowStatus(http.server.BaseHTTPRequestHandler):
+    """A relayer so busy that its /status answers after the poll's timeout."""
+
+    def do_GET(self) -> None:
+        time.sleep(0.5)
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_slow_status_polls_leave_routing_only_after_the_threshold_and_refusals_at_once() -> None:
+    slow = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _SlowStatus)
+    threading.Thread(target=slow.serve_forever, daemon=True).start()
+    os.environ.setdefault("GW_UNIT_KEY", "x" * 40)
+    busy_url = f"http://127.0.0.1:{slow.server_address[1]}"
+    snap = snapshot_of(
+        config_doc(
+            relayers=[
+                {"id": "busy", "url": busy_url, "apiKeyEnv": "GW_UNIT_KEY"},
+                {"id": "gone", "url": f"http://127.0.0.1:{free_port()}", "apiKeyEnv": "GW_UNIT_KEY"},
+            ]
+        )
+    )
+    busy, gone = snap.relayers
+    router = Router()
+
+    async def polls(n: int) -> list[list[str]]:
+        routable = []
+        async with httpx.AsyncClient() as http_client:
+            for _ in range(n):
+                for r in (busy, gone):
+                    await router.poll_one(http_client, r, 0.1, 3)
+                routable.append([r.id for r in router.routable(snap.relayers)])
+        return routable
+
+    try:
+        assert asyncio.run(polls(3)) == [["busy"], ["busy"], []]
+        assert router.state("busy").failed_polls == 3
+        assert "ReadTimeout" in (router.state("busy").error or "")
+    finally:
+        slow.shutdown()
+        slow.server_close()
