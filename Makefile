@@ -37,7 +37,9 @@ kube-binaries:
 oz-relayer:
 	@tools/oz-relayer/build.sh >/dev/null
 
-deps: .venv/.installed node_modules/.installed .debian-packages kube-binaries oz-relayer
+# The two long builds overlap: the Go one waits on module downloads for minutes, the cargo one on the CPU.
+deps: .venv/.installed node_modules/.installed .debian-packages
+	@$(MAKE) --no-print-directory -j2 kube-binaries oz-relayer
 
 test: deps
 	$(PY) -m pytest $(PYTEST_ARGS)
