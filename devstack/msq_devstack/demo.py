@@ -3,6 +3,8 @@ gasless transaction go through the pool's gateway and confirm on anvil; a queue 
 
 from __future__ import annotations
 
+import json
+import shlex
 import tempfile
 import time
 from collections.abc import Callable
@@ -96,7 +98,8 @@ def _tell(s: PoolScenario, stack: Stack, say: Say) -> None:
     owner = Account.create().address
     r = gw.direct(s.contracts.nft, _calldata(nft, "mint", owner))
     r.raise_for_status()
-    done = gw.wait(r.json()["id"])
+    direct_id = r.json()["id"]
+    done = gw.wait(direct_id)
     say(
         f"   {done['status']} by relayer {done['relayerId']}, tx {done.get('hash')}; "
         f"NFTs of {owner[:10]}...: {nft.functions.balanceOf(owner).call()}"
@@ -148,7 +151,65 @@ def _tell(s: PoolScenario, stack: Stack, say: Say) -> None:
         gw.wait(reply.json()["id"], timeout=180)
     say(f"   all 30 burst transactions confirmed {time.monotonic() - spike:.0f}s after the burst began")
     _kubectl_get(s, say, "relayerpools")
-    say("   the backlog is gone; after the stabilization window the pool drains one relayer back to 2")
+    say("   the backlog is gone; after the stabilization window the pool drains one relayer back to 2 ...")
+    s.wait(
+        "drained back to 2",
+        lambda: len(s.relayers(POOL)) == 2 and s.get("relayerpools", POOL)["spec"]["replicas"] == 2,
+        timeout=240,
+    )
+    s.wait("pool Ready", lambda: s.pool_ready(POOL), timeout=60)
+    say(f"   back to 2 relayers {time.monotonic() - spike:.0f}s after the burst began")
+    _kubectl_get(s, say, "relayers")
+    hand_over(s, gw.url, direct_id, "0x" + _calldata(nft, "mint", Account.create().address).hex(), say)
+
+
+CONTROLS_HEADER = "Your turn: each line below works against this running stack (paste it into a shell)."
+PROMPT = "  $ "
+
+
+def controls(s: PoolScenario, gateway_url: str, tx_id: str, mint_calldata: str) -> list[tuple[str, str]]:
+    """(what it shows, command) pairs a platform engineer can paste; a test runs every one of them."""
+    assert s.stack.kube
+    kubectl = shlex.join(s.stack.kube.kubectl_argv("-n", s.namespace))
+    key = shlex.quote(f"X-API-Key: {s.api_key}")
+    body = shlex.quote(json.dumps({"to": s.contracts.nft, "data": mint_calldata, "gasLimit": 200000}))
+    out = [
+        ("the custom resources", f"{kubectl} get rp,rl,cp"),
+        ("conditions and events of the pool", f"{kubectl} describe rp {POOL}"),
+        (
+            "scale by hand (the Internal autoscaler takes it back to its own recommendation after the "
+            "stabilization window)",
+            f"{kubectl} scale rp/{POOL} --replicas=3",
+        ),
+        (
+            "a direct relay (mint an NFT) with the demo's API key",
+            f"curl -fsS -X POST {gateway_url}/api/v1/relay/direct -H {key} "
+            f"-H 'Content-Type: application/json' -d {body}",
+        ),
+        (
+            "the status of the direct transaction of step 3",
+            f"curl -fsS {gateway_url}/api/v1/relay/status/{tx_id} -H {key}",
+        ),
+        ("gateway metrics", f"curl -fsS {gateway_url}/metrics"),
+        ("operator metrics", f"curl -fsS {s.operator.metrics_url}"),
+    ]
+    relayers = {r["metadata"]["name"] for r in s.relayers(POOL)}  # not a pod still on its way out
+    for name, pod in sorted(s.pods.pods.items()):
+        if pod.metrics_port and name in relayers:
+            out.append(
+                (
+                    f"relayer {name} metrics (OZ's Prometheus text)",
+                    f"curl -fsS http://127.0.0.1:{pod.metrics_port}/debug/metrics/scrape",
+                )
+            )
+    return out
+
+
+def hand_over(s: PoolScenario, gateway_url: str, tx_id: str, mint_calldata: str, say: Say) -> None:
+    say(f"\n{CONTROLS_HEADER}")
+    for what, command in controls(s, gateway_url, tx_id, mint_calldata):
+        say(f"  # {what}")
+        say(f"{PROMPT}{command}")
 
 
 STEPS: list[Callable[[Stack, Say], Callable[[], None] | None]] = [show_stack, pool_story]

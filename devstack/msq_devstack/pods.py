@@ -43,6 +43,7 @@ class LocalPod:
     port: int
     process: ManagedProcess
     frozen: bool = False
+    metrics_port: int | None = None  # relayers: OZ's metrics listener (METRICS_PORT)
 
     @property
     def url(self) -> str:
@@ -140,8 +141,10 @@ class LocalPods:
                     env[key] = str(root / value.lstrip("/"))
         port = free_port()
         cwd = None
+        metrics_port = None
         if component == "relayer":
-            env.update(HOST="127.0.0.1", APP_PORT=str(port), METRICS_PORT=str(free_port()))
+            metrics_port = free_port()
+            env.update(HOST="127.0.0.1", APP_PORT=str(port), METRICS_PORT=str(metrics_port))
             argv = engines.relayer_argv(self.engine)
             live_path = "/api/v1/health"
             cwd = root
@@ -157,7 +160,9 @@ class LocalPods:
             argv = [sys.executable, "-m", "msq_gateway.cli", *args, "--watch-interval", "0.5"]
             live_path = "/healthz"
         proc = ManagedProcess(f"pod-{self.namespace}-{name}", argv, self.log_dir, env=env, cwd=cwd).start()
-        pod = LocalPod(name, component, _hash(dep["spec"]["template"]), root, port, proc)
+        pod = LocalPod(
+            name, component, _hash(dep["spec"]["template"]), root, port, proc, metrics_port=metrics_port
+        )
         # Like kubelet, wait for the process to be alive; readiness is the owner's business (the gateway is
         # not ready until a relayer is, and relayers start after it).
         proc.wait_ready(lambda: httpx.get(pod.url + live_path, timeout=1).status_code == 200, 60)

@@ -1,13 +1,17 @@
-"""`make demo`'s program: starts the stack, prints where each part listens, stops cleanly on Ctrl-C."""
+"""`make demo`'s program: starts the stack, tells the story, hands over commands that work (every printed
+command is run here against the live demo), stops cleanly on Ctrl-C."""
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import socket
 import subprocess
 import sys
 import time
+
+from msq_devstack.demo import CONTROLS_HEADER, PROMPT
 
 
 def _listening(port: int) -> bool:
@@ -38,6 +42,29 @@ def test_demo_runs_and_stops_cleanly_on_ctrl_c() -> None:
     ports = [int(p) for p in re.findall(r"127\.0\.0\.1:(\d+)", out)]
     assert {"kubernetes", "openbao", "redis", "anvil"} <= set(re.findall(r"^\s+(\w+)\s", out, re.M)), out
     assert ports and all(_listening(p) for p in ports)
+
+    # Every command handed over works as printed: run through a shell, as a user would paste it.
+    assert CONTROLS_HEADER in out, out
+    commands = [line[len(PROMPT) :].rstrip("\n") for line in lines if line.startswith(PROMPT)]
+    assert len(commands) >= 8, commands
+    results = {}
+    for command in commands:
+        done = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, (command, done.stdout[-2000:], done.stderr[-2000:])
+        results[command] = done.stdout
+    by_kind = {
+        kind: next(out for c, out in results.items() if marker in c)
+        for kind, marker in [
+            ("get", " get rp,rl,cp"),
+            ("relay", "/api/v1/relay/direct"),
+            ("status", "/api/v1/relay/status/"),
+            ("relayer_metrics", "/debug/metrics/scrape"),
+        ]
+    }
+    assert "payments" in by_kind["get"] and "relayerpool" in by_kind["get"].lower(), by_kind["get"]
+    assert json.loads(by_kind["relay"])["id"], by_kind["relay"]
+    assert json.loads(by_kind["status"])["status"] == "confirmed", by_kind["status"]
+    assert "# TYPE" in by_kind["relayer_metrics"]
 
     proc.send_signal(signal.SIGINT)
     rest, _ = proc.communicate(timeout=60)
