@@ -33,6 +33,10 @@ def redis_server() -> str:
     return _require(shutil.which("redis-server"), "redis-server not on PATH (Debian package redis-server)")
 
 
+def prometheus() -> str:
+    return _require(shutil.which("prometheus"), "prometheus not on PATH (Debian package prometheus)")
+
+
 def kube_bin_dir() -> Path:
     """Cached control-plane binaries; builds them once if the cache is empty."""
     env = os.environ.get("MSQ_KUBE_BIN_DIR")

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from typing import get_args
+
 from prometheus_client import Counter, Gauge, Histogram, Info
+
+from msq_gateway.models import Kind, TxStatus
 
 REQUESTS = Counter(
     "msq_gateway_requests_total",
@@ -37,3 +41,20 @@ WEBHOOKS = Counter("msq_gateway_webhooks_total", "Relayer notifications received
 CALLBACKS = Counter("msq_gateway_callbacks_total", "Client callbacks sent, by result.", ["result"])
 CONFIG_RELOADS = Counter("msq_gateway_config_reloads_total", "Config reloads by result.", ["result"])
 CONFIG_VERSION = Info("msq_gateway_config", "Version (content hash) of the config in use.")
+
+
+def _initialise() -> None:
+    """Every label value known in advance gets its series at 0 from the start: a dashboard or alert then reads
+    "none so far" instead of "no data" (say, failed transactions or callbacks where none happened yet)."""
+    for kind in get_args(Kind):
+        for status in ("accepted", *get_args(TxStatus)):
+            RELAYED.labels(kind=kind, status=status)
+    for result in ("ok", "bad_signature", "ignored", "unknown_transaction"):
+        WEBHOOKS.labels(result=result)
+    for result in ("ok", "failed"):
+        CALLBACKS.labels(result=result)
+    for result in ("ok", "error"):
+        CONFIG_RELOADS.labels(result=result)
+
+
+_initialise()

@@ -49,6 +49,9 @@ def autoscale(body: kopf.Body, spec: kopf.Spec, patch: kopf.Patch, **_: Any) -> 
     if now - rt.last_autoscale.get(key, -1e9) < auto.poll_interval_seconds:
         return
     rt.last_autoscale[key] = now
+    for way in ("up", "down"):
+        # A pool that has not scaled yet shows 0 on the dashboard, not "no data".
+        SCALE_EVENTS.labels(ns, name, way)
     depth = pool_queue_depth(ns, name)
     if depth is None:
         return

@@ -1,0 +1,173 @@
+"""Every query of the Grafana dashboard the chart ships, evaluated by a real Prometheus that scrapes the
+operator, a pool's gateway and its relayers after real traffic: a query that errors or returns nothing fails.
+
+The scrape config stands in for the chart's ServiceMonitor (operator, `honor_labels`, since the operator's
+series name the pool's namespace) and gateway PodMonitor (the pod's namespace and the `pool` label as target
+labels), as static targets on the local ports."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import httpx
+import pytest
+from eth_account import Account
+
+from msq_contracts.artifacts import load_artifact
+from msq_devstack.chain import ANVIL_KEYS, Chain
+from msq_devstack.kube import KubeControlPlane
+from msq_devstack.openbao import OpenBao
+from msq_devstack.prometheus import Prometheus, ScrapeJob, start_prometheus
+from msq_devstack.redis import Redis
+from msq_devstack.scenario import DEPLOYER_KEY, PoolScenario
+from msq_devstack.stack import Stack
+from msq_devstack.tools import REPO_ROOT
+
+POOL = "payments"
+DASHBOARD = REPO_ROOT / "charts/msq-relayer-operator/files/grafana-dashboard.json"
+RATE_INTERVAL = "30s"
+
+
+def _host_port(url: str) -> str:
+    return urlparse(url).netloc
+
+
+def dashboard_queries() -> list[tuple[str, str]]:
+    """(panel title, PromQL) of every target of every panel, rows included."""
+
+    def walk(panels: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        for panel in panels:
+            yield panel
+            yield from walk(panel.get("panels") or [])
+
+    board = json.loads(DASHBOARD.read_text())
+    return [(p.get("title", "?"), t["expr"]) for p in walk(board["panels"]) for t in p.get("targets", [])]
+
+
+@pytest.fixture(scope="module")
+def scraped(
+    kube: KubeControlPlane,
+    openbao: OpenBao,
+    redis_server: Redis,
+    chain: Chain,
+    stack_logs: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[PoolScenario, Prometheus]]:
+    stack = Stack(work_dir=stack_logs.parent, kube=kube, openbao=openbao, redis=redis_server, chain=chain)
+    s = PoolScenario.start(stack, f"dash-{uuid.uuid4().hex[:6]}", tmp_path_factory.mktemp("dash"))
+    prom: Prometheus | None = None
+    try:
+        s.create("contractpolicies", s.policy_manifest("payments-contracts", {"app": POOL}))
+        s.create(
+            "relayerpools",
+            s.pool_manifest(
+                POOL,
+                replicas=2,
+                autoscaling={
+                    "mode": "Internal",
+                    "minReplicas": 2,
+                    "maxReplicas": 3,
+                    "targetQueueDepthPerRelayer": 50,
+                    "pollIntervalSeconds": 1,
+                },
+            ),
+        )
+        s.wait(
+            "relayer addresses",
+            lambda: len([r for r in s.relayers(POOL) if (r.get("status") or {}).get("address")]) == 2,
+        )
+        s.fund_relayers(POOL)
+        s.wait("pool Ready", lambda: s.pool_ready(POOL), timeout=180)
+        gw = s.gateway(POOL)
+        relayer_targets = [
+            f"127.0.0.1:{pod.metrics_port}" for pod in s.pods.pods.values() if pod.metrics_port is not None
+        ]
+        prom = start_prometheus(
+            [
+                ScrapeJob("operator", [_host_port(s.operator.metrics_url)], honor_labels=True),
+                ScrapeJob("gateway", [_host_port(gw.url)], labels={"namespace": s.namespace, "pool": POOL}),
+                ScrapeJob(
+                    "relayers",
+                    relayer_targets,
+                    metrics_path="/debug/metrics/scrape",
+                    labels={"namespace": s.namespace},
+                ),
+            ],
+            tmp_path_factory.mktemp("prometheus"),
+            stack_logs,
+        )
+        s.wait(
+            "every target scraped",
+            lambda: (
+                (up := prom.targets_up())
+                and len(up) == 2 + len(relayer_targets)
+                and set(up.values()) == {"up"}
+            ),
+            timeout=60,
+        )
+
+        # Traffic: direct mints, a gasless transfer, and one refused request (an error code to count).
+        nft = s.w3.eth.contract(address=s.contracts.nft, abi=load_artifact("SampleNFT")["abi"])
+        token = s.w3.eth.contract(address=s.contracts.token, abi=load_artifact("SampleToken")["abi"])
+        ids = []
+        for _ in range(4):
+            call = nft.encode_abi("mint", [Account.create().address])
+            r = gw.direct(s.contracts.nft, bytes.fromhex(call[2:]))
+            assert r.status_code in (200, 202), r.text
+            ids.append(r.json()["id"])
+        user = Account.from_key(ANVIL_KEYS[3])
+        deployer = Account.from_key(DEPLOYER_KEY)
+        tx = token.functions.mint(user.address, 100).build_transaction(
+            {"from": deployer.address, "nonce": s.w3.eth.get_transaction_count(deployer.address)}
+        )
+        s.w3.eth.wait_for_transaction_receipt(
+            s.w3.eth.send_raw_transaction(deployer.sign_transaction(tx).raw_transaction)
+        )
+        transfer = token.encode_abi("transfer", [Account.create().address, 1])
+        r = gw.gasless(s.w3, s.domain(), ANVIL_KEYS[3], s.contracts.token, bytes.fromhex(transfer[2:]))
+        assert r.status_code in (200, 202), r.text
+        ids.append(r.json()["id"])
+        refused = gw.direct(Account.create().address, b"\x12\x34\x56\x78")
+        assert refused.status_code >= 400
+        for tx_id in ids:
+            assert gw.wait(tx_id, timeout=120)["status"] == "confirmed"
+        time.sleep(5)  # a few scrapes after the last status change
+        yield s, prom
+    finally:
+        if prom is not None:
+            prom.stop()
+        s.stop()
+
+
+@pytest.mark.parametrize(("title", "expr"), dashboard_queries(), ids=[t for t, _ in dashboard_queries()])
+def test_dashboard_query_returns_data(
+    scraped: tuple[PoolScenario, Prometheus], title: str, expr: str
+) -> None:
+    s, prom = scraped
+    promql = (
+        expr.replace("$namespace", s.namespace)
+        .replace("$pool", POOL)
+        .replace("$__rate_interval", RATE_INTERVAL)
+    )
+    answer = prom.query(promql)
+    assert answer["status"] == "success", (title, promql, answer.get("error"))
+    assert answer["data"]["result"], f"{title}: no data for {promql}"
+
+
+def test_dashboard_variables_list_the_pool(scraped: tuple[PoolScenario, Prometheus]) -> None:
+    """The dashboard's variables (`label_values(msq_operator_pool_replicas, namespace)`, then `pool`)."""
+    s, prom = scraped
+    namespaces = httpx.get(
+        f"{prom.url}/api/v1/label/namespace/values", params={"match[]": "msq_operator_pool_replicas"}
+    ).json()["data"]
+    pools = httpx.get(
+        f"{prom.url}/api/v1/label/pool/values",
+        params={"match[]": f'msq_operator_pool_replicas{{namespace="{s.namespace}"}}'},
+    ).json()["data"]
+    assert s.namespace in namespaces and pools == [POOL]
