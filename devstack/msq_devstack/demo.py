@@ -15,6 +15,7 @@ from eth_account import Account
 
 from msq_contracts.artifacts import load_artifact
 from msq_devstack.chain import ANVIL_KEYS
+from msq_devstack.prometheus import Prometheus, start_prometheus
 from msq_devstack.scenario import DEPLOYER_KEY, PoolScenario
 from msq_devstack.stack import Stack
 
@@ -50,15 +51,22 @@ def pool_story(stack: Stack, say: Say) -> Callable[[], None]:
     work = Path(tempfile.mkdtemp(prefix="msq-demo-", dir=stack.work_dir))
     say("\n1. Operator, CRDs, Secrets and sample contracts (forwarder, ERC-20, ERC-721) ...")
     s = PoolScenario.start(stack, "demo", work)
+    watching: list[Prometheus] = []
     try:
-        _tell(s, stack, say)
+        _tell(s, stack, say, work, watching)
     except BaseException:
-        s.stop()
+        _stop(s, watching)
         raise
-    return s.stop
+    return lambda: _stop(s, watching)
 
 
-def _tell(s: PoolScenario, stack: Stack, say: Say) -> None:
+def _stop(s: PoolScenario, watching: list[Prometheus]) -> None:
+    for prom in watching:
+        prom.stop()
+    s.stop()
+
+
+def _tell(s: PoolScenario, stack: Stack, say: Say, work: Path, watching: list[Prometheus]) -> None:
     say(f"   forwarder {s.contracts.forwarder}, token {s.contracts.token}, nft {s.contracts.nft}")
     engine_name = {"oz": "the real OpenZeppelin Relayer v1.8.0", "dev": "the local stand-in (devrelayer)"}
     say(f"   relayer pods run {engine_name[s.pods.engine]} (MSQ_RELAYER_ENGINE={s.pods.engine})")
@@ -92,6 +100,12 @@ def _tell(s: PoolScenario, stack: Stack, say: Say) -> None:
     _kubectl_get(s, say, "relayers")
 
     gw = s.gateway(POOL)
+    prom = start_prometheus(s.scrape_jobs(POOL, gw.url), work / "prometheus", stack.log_dir)
+    watching.append(prom)
+    say(
+        f"   Prometheus at {prom.url} scrapes the operator, the gateway and the relayers "
+        "(as the chart's monitors do)"
+    )
     nft = s.w3.eth.contract(address=s.contracts.nft, abi=load_artifact("SampleNFT")["abi"])
     token = s.w3.eth.contract(address=s.contracts.token, abi=load_artifact("SampleToken")["abi"])
     say(f"\n3. Direct transaction through the gateway at {gw.url}: mint an NFT")
@@ -160,14 +174,18 @@ def _tell(s: PoolScenario, stack: Stack, say: Say) -> None:
     s.wait("pool Ready", lambda: s.pool_ready(POOL), timeout=60)
     say(f"   back to 2 relayers {time.monotonic() - spike:.0f}s after the burst began")
     _kubectl_get(s, say, "relayers")
-    hand_over(s, gw.url, direct_id, "0x" + _calldata(nft, "mint", Account.create().address).hex(), say)
+    hand_over(
+        s, gw.url, prom.url, direct_id, "0x" + _calldata(nft, "mint", Account.create().address).hex(), say
+    )
 
 
 CONTROLS_HEADER = "Your turn: each line below works against this running stack (paste it into a shell)."
 PROMPT = "  $ "
 
 
-def controls(s: PoolScenario, gateway_url: str, tx_id: str, mint_calldata: str) -> list[tuple[str, str]]:
+def controls(
+    s: PoolScenario, gateway_url: str, prometheus_url: str, tx_id: str, mint_calldata: str
+) -> list[tuple[str, str]]:
     """(what it shows, command) pairs a platform engineer can paste; a test runs every one of them."""
     assert s.stack.kube
     kubectl = shlex.join(s.stack.kube.kubectl_argv("-n", s.namespace))
@@ -192,6 +210,11 @@ def controls(s: PoolScenario, gateway_url: str, tx_id: str, mint_calldata: str) 
         ),
         ("gateway metrics", f"curl -fsS {gateway_url}/metrics"),
         ("operator metrics", f"curl -fsS {s.operator.metrics_url}"),
+        (
+            f"the dashboard's numbers in Prometheus (UI at {prometheus_url}): transactions by status",
+            f"curl -fsS -G {prometheus_url}/api/v1/query --data-urlencode "
+            + shlex.quote("query=sum by (kind, status) (msq_gateway_relayed_transactions_total) > 0"),
+        ),
     ]
     relayers = {r["metadata"]["name"] for r in s.relayers(POOL)}  # not a pod still on its way out
     for name, pod in sorted(s.pods.pods.items()):
@@ -205,9 +228,11 @@ def controls(s: PoolScenario, gateway_url: str, tx_id: str, mint_calldata: str) 
     return out
 
 
-def hand_over(s: PoolScenario, gateway_url: str, tx_id: str, mint_calldata: str, say: Say) -> None:
+def hand_over(
+    s: PoolScenario, gateway_url: str, prometheus_url: str, tx_id: str, mint_calldata: str, say: Say
+) -> None:
     say(f"\n{CONTROLS_HEADER}")
-    for what, command in controls(s, gateway_url, tx_id, mint_calldata):
+    for what, command in controls(s, gateway_url, prometheus_url, tx_id, mint_calldata):
         say(f"  # {what}")
         say(f"{PROMPT}{command}")
 

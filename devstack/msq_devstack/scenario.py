@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from kubernetes import client, config
 from web3 import Web3
@@ -18,6 +19,7 @@ from msq_contracts.forward_request import ForwarderDomain
 from msq_devstack.chain import ANVIL_KEYS
 from msq_devstack.operator import OperatorProcess
 from msq_devstack.pods import LocalPods
+from msq_devstack.prometheus import ScrapeJob
 from msq_devstack.relayers import fund
 from msq_devstack.stack import Stack
 from msq_devstack.tools import REPO_ROOT
@@ -31,6 +33,10 @@ CLIENT_NAME = "payments-service"
 FORWARDER_NAME = "MSQForwarder"
 DEPLOYER_KEY = ANVIL_KEYS[0]
 FUNDER_KEY = ANVIL_KEYS[1]
+
+
+def _host_port(url: str) -> str:
+    return urlparse(url).netloc
 
 
 def apply_crds(kubectl_argv: list[str], api: client.ApiClient, timeout: float = 60) -> None:
@@ -258,6 +264,28 @@ class PoolScenario:
             ),
         )
         return GatewayClient.open(url, self.api_key)
+
+    def scrape_jobs(self, pool: str, gateway_url: str) -> list[ScrapeJob]:
+        """What the chart's monitors scrape, as static targets: the operator (ServiceMonitor, `honorLabels`,
+        since its series name the pool's namespace), the pool's gateway (PodMonitor: the pod's namespace and
+        the `pool` label), and the pool's relayers (OZ's Prometheus text)."""
+        relayers = {r["metadata"]["name"] for r in self.relayers(pool)}
+        return [
+            ScrapeJob("operator", [_host_port(self.operator.metrics_url)], honor_labels=True),
+            ScrapeJob(
+                "gateway", [_host_port(gateway_url)], labels={"namespace": self.namespace, "pool": pool}
+            ),
+            ScrapeJob(
+                "relayers",
+                [
+                    f"127.0.0.1:{pod.metrics_port}"
+                    for name, pod in sorted(self.pods.pods.items())
+                    if pod.metrics_port is not None and name in relayers
+                ],
+                metrics_path="/debug/metrics/scrape",
+                labels={"namespace": self.namespace, "pool": pool},
+            ),
+        ]
 
     def domain(self) -> ForwarderDomain:
         assert self.stack.chain

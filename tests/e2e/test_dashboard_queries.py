@@ -13,7 +13,6 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import httpx
 import pytest
@@ -23,7 +22,7 @@ from msq_contracts.artifacts import load_artifact
 from msq_devstack.chain import ANVIL_KEYS, Chain
 from msq_devstack.kube import KubeControlPlane
 from msq_devstack.openbao import OpenBao
-from msq_devstack.prometheus import Prometheus, ScrapeJob, start_prometheus
+from msq_devstack.prometheus import Prometheus, start_prometheus
 from msq_devstack.redis import Redis
 from msq_devstack.scenario import DEPLOYER_KEY, PoolScenario
 from msq_devstack.stack import Stack
@@ -32,10 +31,6 @@ from msq_devstack.tools import REPO_ROOT
 POOL = "payments"
 DASHBOARD = REPO_ROOT / "charts/msq-relayer-operator/files/grafana-dashboard.json"
 RATE_INTERVAL = "30s"
-
-
-def _host_port(url: str) -> str:
-    return urlparse(url).netloc
 
 
 def dashboard_queries() -> list[tuple[str, str]]:
@@ -85,28 +80,13 @@ def scraped(
         s.fund_relayers(POOL)
         s.wait("pool Ready", lambda: s.pool_ready(POOL), timeout=180)
         gw = s.gateway(POOL)
-        relayer_targets = [
-            f"127.0.0.1:{pod.metrics_port}" for pod in s.pods.pods.values() if pod.metrics_port is not None
-        ]
-        prom = start_prometheus(
-            [
-                ScrapeJob("operator", [_host_port(s.operator.metrics_url)], honor_labels=True),
-                ScrapeJob("gateway", [_host_port(gw.url)], labels={"namespace": s.namespace, "pool": POOL}),
-                ScrapeJob(
-                    "relayers",
-                    relayer_targets,
-                    metrics_path="/debug/metrics/scrape",
-                    labels={"namespace": s.namespace},
-                ),
-            ],
-            tmp_path_factory.mktemp("prometheus"),
-            stack_logs,
-        )
+        jobs = s.scrape_jobs(POOL, gw.url)
+        prom = start_prometheus(jobs, tmp_path_factory.mktemp("prometheus"), stack_logs)
         s.wait(
             "every target scraped",
             lambda: (
                 (up := prom.targets_up())
-                and len(up) == 2 + len(relayer_targets)
+                and len(up) == sum(len(j.targets) for j in jobs)
                 and set(up.values()) == {"up"}
             ),
             timeout=60,

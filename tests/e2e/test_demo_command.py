@@ -59,12 +59,19 @@ def test_demo_runs_and_stops_cleanly_on_ctrl_c() -> None:
             ("relay", "/api/v1/relay/direct"),
             ("status", "/api/v1/relay/status/"),
             ("relayer_metrics", "/debug/metrics/scrape"),
+            ("prometheus", "/api/v1/query"),
         ]
     }
     assert "payments" in by_kind["get"] and "relayerpool" in by_kind["get"].lower(), by_kind["get"]
     assert json.loads(by_kind["relay"])["id"], by_kind["relay"]
     assert json.loads(by_kind["status"])["status"] == "confirmed", by_kind["status"]
     assert "# TYPE" in by_kind["relayer_metrics"]
+    # Prometheus has scraped the story's transactions (direct and gasless, confirmed).
+    series = json.loads(by_kind["prometheus"])["data"]["result"]
+    assert {(x["metric"]["kind"], x["metric"]["status"]) for x in series} >= {
+        ("direct", "confirmed"),
+        ("gasless", "confirmed"),
+    }, series
 
     proc.send_signal(signal.SIGINT)
     rest, _ = proc.communicate(timeout=60)
