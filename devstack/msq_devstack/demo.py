@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -187,7 +188,7 @@ def controls(
     s: PoolScenario, gateway_url: str, prometheus_url: str, tx_id: str, mint_calldata: str
 ) -> list[tuple[str, str]]:
     """(what it shows, command) pairs a platform engineer can paste; a test runs every one of them."""
-    assert s.stack.kube
+    assert s.stack.kube and s.stack.chain
     kubectl = shlex.join(s.stack.kube.kubectl_argv("-n", s.namespace))
     key = shlex.quote(f"X-API-Key: {s.api_key}")
     body = shlex.quote(json.dumps({"to": s.contracts.nft, "data": mint_calldata, "gasLimit": 200000}))
@@ -203,6 +204,12 @@ def controls(
             "a direct relay (mint an NFT) with the demo's API key",
             f"curl -fsS -X POST {gateway_url}/api/v1/relay/direct -H {key} "
             f"-H 'Content-Type: application/json' -d {body}",
+        ),
+        (
+            "a gasless request from a new user with no gas money (signed with EIP-712 by a small client)",
+            f"MSQ_API_KEY={shlex.quote(s.api_key)} {shlex.quote(sys.executable)} "
+            f"-m msq_devstack.send_gasless --gateway {gateway_url} --chain-id {s.stack.chain.chain_id} "
+            f"--to {s.contracts.nft} --data {mint_calldata}",
         ),
         (
             "the status of the direct transaction of step 3",

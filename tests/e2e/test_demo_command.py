@@ -60,12 +60,14 @@ def test_demo_runs_and_stops_cleanly_on_ctrl_c() -> None:
             ("status", "/api/v1/relay/status/"),
             ("relayer_metrics", "/debug/metrics/scrape"),
             ("prometheus", "/api/v1/query"),
+            ("gasless", "msq_devstack.send_gasless"),
         ]
     }
     assert "payments" in by_kind["get"] and "relayerpool" in by_kind["get"].lower(), by_kind["get"]
     assert json.loads(by_kind["relay"])["id"], by_kind["relay"]
     assert json.loads(by_kind["status"])["status"] == "confirmed", by_kind["status"]
     assert "# TYPE" in by_kind["relayer_metrics"]
+    assert json.loads(by_kind["gasless"].splitlines()[-1])["status"] == "confirmed", by_kind["gasless"]
     # Prometheus has scraped the story's transactions (direct and gasless, confirmed).
     series = json.loads(by_kind["prometheus"])["data"]["result"]
     assert {(x["metric"]["kind"], x["metric"]["status"]) for x in series} >= {
