@@ -383,6 +383,32 @@ INVALID: dict[str, tuple[Obj, dict[str, Any], list[str]]] = {
         {"spec.quotas": [{"apiKey": "payments-backend"}]},
         ["spec.quotas[0]", "a quota must set maxTransactions or maxGas"],
     ),
+    # Hostile input: every free-form field has a bound, so a huge or odd value is refused with its path.
+    "1 MiB RPC URL": (
+        pool(),
+        {"spec.network.rpcUrls": ["https://" + "a" * (1 << 20)]},
+        ["spec.network.rpcUrls[0]", "Too long"],
+    ),
+    "1 MiB contract name": (
+        policy(),
+        {"spec.contracts.0.name": "x" * (1 << 20)},
+        ["spec.contracts[0].name", "Too long"],
+    ),
+    "1,025 whitelisted receivers": (
+        pool(),
+        {"spec.relayer": {"policies": {"whitelistReceivers": [ADDRESS] * 1025}}},
+        ["spec.relayer.policies.whitelistReceivers", "Too many"],
+    ),
+    "unicode network name": (
+        pool(),
+        {"spec.network.name": "p\u00f6lygon"},
+        ["spec.network.name", "should match"],
+    ),
+    "method with a right-to-left override": (
+        policy(),
+        {"spec.contracts.0.methods": ["transfer(address,uint256)\u202e"]},
+        ["spec.contracts[0].methods[0]", "should match"],
+    ),
     "quota of zero transactions": (
         policy(),
         {"spec.quotas": [{"apiKey": "payments-backend", "maxTransactions": 0}]},
