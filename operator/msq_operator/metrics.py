@@ -16,8 +16,21 @@ RECONCILE_SECONDS = Histogram(
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 POOL_REPLICAS = Gauge(
-    "msq_operator_pool_replicas", "Relayers of a pool by state", ["namespace", "pool", "state"]
+    "msq_operator_pool_replicas",
+    "Relayers of a pool by state: desired (spec.replicas), active, ready, draining",
+    ["namespace", "pool", "state"],
 )
+POOL_QUEUE_TARGET = Gauge(
+    "msq_operator_pool_queue_target",
+    "Backlog the active relayers are sized for (targetQueueDepthPerRelayer x active); 0 without autoscaling",
+    ["namespace", "pool"],
+)
+RELAYER_CONDITION = Gauge(
+    "msq_operator_relayer_condition",
+    "1 for the status a relayer's condition has now, 0 for the others (as kube-state-metrics does)",
+    ["namespace", "relayer", "condition", "status"],
+)
+CONDITION_STATUSES = ("True", "False", "Unknown")
 POOL_QUEUE_DEPTH = Gauge(
     "msq_operator_pool_queue_depth", "Queued transaction requests of a pool", ["namespace", "pool"]
 )

@@ -1,5 +1,6 @@
 """Every query of the Grafana dashboard the chart ships, evaluated by a real Prometheus that scrapes the
 operator, a pool's gateway and its relayers after real traffic: a query that errors or returns nothing fails.
+The chart's alert rules pass `promtool check rules`, and every series each alert reads exists there.
 
 The scrape config stands in for the chart's ServiceMonitor (operator, `honor_labels`, since the operator's
 series name the pool's namespace) and gateway PodMonitor (the pod's namespace and the `pool` label as target
@@ -8,6 +9,7 @@ labels), as static targets on the local ports."""
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -27,6 +29,7 @@ from msq_devstack.redis import Redis
 from msq_devstack.scenario import DEPLOYER_KEY, PoolScenario
 from msq_devstack.stack import Stack
 from msq_devstack.tools import REPO_ROOT
+from tests.support.chart import one, promql_metric_names, render
 
 POOL = "payments"
 DASHBOARD = REPO_ROOT / "charts/msq-relayer-operator/files/grafana-dashboard.json"
@@ -151,3 +154,28 @@ def test_dashboard_variables_list_the_pool(scraped: tuple[PoolScenario, Promethe
         params={"match[]": f'msq_operator_pool_replicas{{namespace="{s.namespace}"}}'},
     ).json()["data"]
     assert s.namespace in namespaces and pools == [POOL]
+
+
+def alert_rules() -> list[dict[str, Any]]:
+    rule = one(render("values-production.yaml"), "PrometheusRule")
+    return [r for group in rule["spec"]["groups"] for r in group["rules"]]
+
+
+def test_alert_rules_pass_promtool(tmp_path: Path) -> None:
+    groups = one(render("values-production.yaml"), "PrometheusRule")["spec"]["groups"]
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(json.dumps({"groups": groups}))
+    done = subprocess.run(
+        ["promtool", "check", "rules", str(rules)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"SUCCESS: {len(alert_rules())} rules found" in done.stdout, done.stdout
+
+
+@pytest.mark.parametrize("rule", alert_rules(), ids=lambda r: r["alert"])
+def test_alert_reads_live_series(scraped: tuple[PoolScenario, Prometheus], rule: dict[str, Any]) -> None:
+    _, prom = scraped
+    answer = prom.query(rule["expr"])
+    assert answer["status"] == "success", (rule["alert"], answer.get("error"))
+    for name in sorted(promql_metric_names(rule["expr"])):
+        assert prom.query(name)["data"]["result"], f"{rule['alert']}: no series {name}"

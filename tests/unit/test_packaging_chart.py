@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
 
+from msq_gateway.errors import ERROR_STATUS
 from tests.support.chart import (
     CHART,
     VALUES_FILES,
@@ -306,3 +308,34 @@ def test_chart_crds_are_byte_for_byte_the_repository_crds() -> None:
     assert repo_files and sorted(p.name for p in chart_crds.glob("*.yaml")) == repo_files
     for name in repo_files:
         assert (chart_crds / name).read_bytes() == (repo_crds / name).read_bytes(), name
+
+
+def _alert_rules() -> list[dict[str, Any]]:
+    rule = one(render("values-production.yaml"), "PrometheusRule")
+    return [r for group in rule["spec"]["groups"] for r in group["rules"]]
+
+
+def test_alert_rules_are_a_toggle_and_each_says_what_it_means() -> None:
+    assert not by_kind(render("values.yaml"), "PrometheusRule")
+    rules = _alert_rules()
+    assert {r["alert"] for r in rules} >= {
+        "MsqRelayerNotReady",
+        "MsqRelayerLowBalance",
+        "MsqPoolNotReady",
+        "MsqPoolQueueAboveTarget",
+        "MsqGatewayNoRoutableRelayer",
+        "MsqGatewayServerErrors",
+    }
+    for r in rules:
+        assert r["for"] and r["labels"]["severity"] in ("warning", "critical"), r
+        assert r["annotations"]["summary"] and r["annotations"]["description"], r
+        assert all(n.startswith(("msq_operator_", "msq_gateway_")) for n in promql_metric_names(r["expr"]))
+    runbook = (CHART.parents[1] / "docs" / "operations.md").read_text()
+    assert [r["alert"] for r in rules if r["alert"] not in runbook] == []
+
+
+def test_server_error_alert_covers_every_5xx_code_of_the_gateway() -> None:
+    expr = next(r["expr"] for r in _alert_rules() if r["alert"] == "MsqGatewayServerErrors")
+    codes = set(re.search(r'code=~"([^"]+)"', expr).group(1).split("|"))  # type: ignore[union-attr]
+    # not_ready is /readyz telling kubelet to wait, which MsqGatewayNoRoutableRelayer already covers.
+    assert codes == {c for c, status in ERROR_STATUS.items() if status >= 500} - {"not_ready"}

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the pinned helm v3 CLI from the Go module proxy into a per-version cache outside the checkout, and
-# puts next to it the Prometheus Operator CRDs (ServiceMonitor, PodMonitor) from the same proxy, so the
-# chart's optional monitoring objects can be validated against their real schemas. A second run with the
+# puts next to it the Prometheus Operator CRDs (ServiceMonitor, PodMonitor, PrometheusRule) from the same
+# proxy, so the chart's optional monitoring objects can be validated against their real schemas. A second run with the
 # same inputs is a no-op. Prints the path of the helm binary.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -10,7 +10,7 @@ helm_version="$(grep -Eo "helm.sh/helm/v3 v[0-9.]+" "$here/go.mod" | head -1 | c
 key="$(cat "$here/go.mod" "$here/go.sum" "$0" | sha256sum | cut -c1-12)"
 out="${MSQ_HELM_BIN_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/msq-relayer/helm-${helm_version}-${key}}"
 
-if [[ -x "$out/helm" && -f "$out/monitoring-crds/servicemonitors.yaml" ]]; then echo "$out/helm"; exit 0; fi
+if [[ -x "$out/helm" && -f "$out/monitoring-crds/prometheusrules.yaml" ]]; then echo "$out/helm"; exit 0; fi
 
 command -v go >/dev/null || { echo "go toolchain not found (needed once to build helm $helm_version)" >&2; exit 1; }
 mkdir -p "$out.tmp/monitoring-crds"
@@ -33,7 +33,7 @@ fi
 # verifies the zip.
 src="$(cd / && GOFLAGS= go mod download -json "github.com/prometheus-operator/prometheus-operator@${prometheus_operator_version}" \
   | sed -nE 's/^\s*"Dir": "(.*)",?$/\1/p')"
-for kind in servicemonitors podmonitors; do
+for kind in servicemonitors podmonitors prometheusrules; do
   cp "$src/example/prometheus-operator-crd/monitoring.coreos.com_${kind}.yaml" "$out.tmp/monitoring-crds/${kind}.yaml"
 done
 rm -rf "$out" && mv "$out.tmp" "$out"

@@ -10,7 +10,7 @@ import kopf
 
 from msq_operator import runtime
 from msq_operator.handlers.relayer import rpc_secret_url
-from msq_operator.metrics import POOL_QUEUE_DEPTH, POOL_REPLICAS, measured
+from msq_operator.metrics import POOL_QUEUE_DEPTH, POOL_QUEUE_TARGET, POOL_REPLICAS, measured
 from msq_operator.render import gateway as gw
 from msq_operator.render import pool as render
 from msq_operator.render.conditions import get_condition, is_true, set_condition
@@ -225,7 +225,12 @@ def build_status(
     POOL_REPLICAS.labels(meta["namespace"], meta["name"], "ready").set(len(ready))
     POOL_REPLICAS.labels(meta["namespace"], meta["name"], "active").set(len(active))
     POOL_REPLICAS.labels(meta["namespace"], meta["name"], "draining").set(len(draining))
+    POOL_REPLICAS.labels(meta["namespace"], meta["name"], "desired").set(spec.replicas)
     POOL_QUEUE_DEPTH.labels(meta["namespace"], meta["name"]).set(queue)
+    sized_for = spec.autoscaling.target_queue_depth_per_relayer * len(active)
+    POOL_QUEUE_TARGET.labels(meta["namespace"], meta["name"]).set(
+        sized_for if spec.autoscaling.mode != "Disabled" else 0
+    )
     return out
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import secrets
 from typing import Any
 
@@ -11,7 +12,13 @@ import hvac.exceptions
 import kopf
 
 from msq_operator import runtime, vault
-from msq_operator.metrics import RELAYER_BALANCE, RELAYER_PENDING, measured
+from msq_operator.metrics import (
+    CONDITION_STATUSES,
+    RELAYER_BALANCE,
+    RELAYER_CONDITION,
+    RELAYER_PENDING,
+    measured,
+)
 from msq_operator.render import relayer as render
 from msq_operator.render.conditions import get_condition, set_condition
 from msq_operator.render.meta import vault_name
@@ -221,7 +228,31 @@ def observed_status(relayer: dict[str, Any], rspec: RelayerSpec, status: dict[st
         if snapshot.unsettled is not None and "pending" in out:
             out["pending"] = max(out["pending"], snapshot.unsettled)
     out["conditions"] = _with_draining(conditions, rspec, generation)
+    _export_conditions(n.namespace, n.relayer, out["conditions"])
     return out
+
+
+# The conditions alerts read (charts/.../templates/prometheusrule.yaml).
+EXPORTED_CONDITIONS = ("Ready", "Funded", "Draining")
+
+
+def _export_conditions(namespace: str, relayer: str, conditions: list[dict[str, Any]]) -> None:
+    for type_ in EXPORTED_CONDITIONS:
+        current = (get_condition(conditions, type_) or {}).get("status", "Unknown")
+        for value in CONDITION_STATUSES:
+            RELAYER_CONDITION.labels(namespace, relayer, type_, value).set(1 if current == value else 0)
+
+
+def _forget_metrics(namespace: str, relayer: str, address: str) -> None:
+    """A removed relayer's series go with it: a stale Ready=False would keep an alert firing for ever."""
+    for type_ in EXPORTED_CONDITIONS:
+        for value in CONDITION_STATUSES:
+            with contextlib.suppress(KeyError):
+                RELAYER_CONDITION.remove(namespace, relayer, type_, value)
+    with contextlib.suppress(KeyError):
+        RELAYER_PENDING.remove(namespace, relayer)
+    with contextlib.suppress(KeyError):
+        RELAYER_BALANCE.remove(namespace, relayer, address)
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=OBSERVE_INTERVAL, initial_delay=1.0)
@@ -247,3 +278,4 @@ def delete_relayer(body: kopf.Body, spec: kopf.Spec, **_: Any) -> None:
     vault.revoke_approle(vault_c, role_name=role, policy_name=role, approle_mount=rspec.signer.approle_mount)
     kept = render.key_path(rspec, n.namespace, n.relayer)
     kopf.info(body, reason="AccessRevoked", message=f"AppRole {role} revoked; key kept in Vault at {kept}")
+    _forget_metrics(n.namespace, n.relayer, str((body.get("status") or {}).get("address", "")))
