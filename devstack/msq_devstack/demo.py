@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from eth_account import Account
+from kubernetes import client
 
 from msq_contracts.artifacts import load_artifact
 from msq_devstack.chain import ANVIL_KEYS
@@ -46,6 +47,19 @@ def _kubectl_get(s: PoolScenario, say: Say, *what: str) -> None:
     ).stdout
     for line in out.rstrip().splitlines():
         say(f"    {line}")
+
+
+def _last_event(s: PoolScenario, pool: str, reason: str) -> str:
+    """The message of the pool's newest event with `reason` (what `kubectl describe` shows)."""
+    events = (
+        client.CoreV1Api(s.api)
+        .list_namespaced_event(s.namespace, field_selector=f"involvedObject.name={pool},reason={reason}")
+        .items
+    )
+    if not events:
+        return ""  # Kopf posts events just after its patch
+    newest = max(events, key=lambda e: e.last_timestamp or e.event_time or e.metadata.creation_timestamp)
+    return str(newest.message)
 
 
 def pool_story(stack: Stack, say: Say) -> Callable[[], None]:
@@ -154,8 +168,10 @@ def _tell(s: PoolScenario, stack: Stack, say: Say, work: Path, watching: list[Pr
         for reply in replies:
             reply.raise_for_status()
         s.wait("scale-up", lambda: s.get("relayerpools", POOL)["spec"]["replicas"] == 3, timeout=90)
-        depth = s.get("relayerpools", POOL)["status"].get("queueDepth")
-        say(f"   backlog {depth}: replicas 2 -> 3 after {time.monotonic() - spike:.1f}s; blocks resume")
+        took = time.monotonic() - spike
+        scaled = s.wait("Scaled event", lambda: _last_event(s, POOL, "Scaled"), timeout=30)
+        say(f"   the autoscaler: {scaled}, {took:.1f}s after the burst began")
+        say("   blocks resume")
     s.wait(
         "new relayer key",
         lambda: len([r for r in s.relayers(POOL) if (r.get("status") or {}).get("address")]) == 3,
