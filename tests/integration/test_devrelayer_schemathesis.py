@@ -3,7 +3,7 @@ real Redis, OpenBao and anvil): whatever the body, path or query, it never answe
 
 Only the routes the stand-in serves are generated (devrelayer/README.md lists what it leaves out). The
 relayer id in the path is the real one, so requests reach the handlers instead of stopping at "not found".
-Only `not_a_server_error` is checked: where the stand-in's answers differ from OZ's document on purpose,
+Only the status class is checked (no 5xx): where the stand-in's answers differ from OZ's document on purpose,
 devrelayer/CONFORMANCE.md says so, and the conformance suite holds those differences to the real engine.
 """
 
@@ -18,7 +18,6 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
-from schemathesis.checks import not_a_server_error
 
 from msq_devstack.chain import Chain
 from msq_devstack.openbao import OpenBao
@@ -84,15 +83,16 @@ def test_no_server_errors(relayer: LocalRelayer, mode: GenerationMode) -> None:
         def run(case: schemathesis.Case) -> None:
             if case.path_parameters and "relayer_id" in case.path_parameters:
                 case.path_parameters["relayer_id"] = relayer.relayer_id
-            if _ozs_own_500(case):
-                # OZ answers page=0 / per_page=0 on the relayer list with a bare 500 and the stand-in
-                # imitates it on purpose (devrelayer/api.py list_relayers): counted, not a finding.
-                response = case.call(base_url=relayer.url, headers=relayer.headers)
-                assert response.status_code == 500
+            response = case.call(base_url=relayer.url, headers=relayer.headers)
+
+            if response.status_code == 500 and _ozs_own_500(case):
+                # OZ answers page=0 / per_page=0 on the relayer list with a bare 500 and the stand-in imitates
+                # it on purpose (devrelayer/api.py list_relayers): counted, not a finding.
                 known[response.status_code] += 1
                 return
-            response = case.call_and_validate(
-                base_url=relayer.url, headers=relayer.headers, checks=[not_a_server_error]
+            assert response.status_code < 500, (
+                f"{case.method} {case.formatted_path} query={case.query} body={case.body!r}: "
+                f"{response.status_code} {response.text[:300]}"
             )
             answered[response.status_code] += 1
 
