@@ -88,28 +88,21 @@ def _tell(s: PoolScenario, stack: Stack, say: Say, work: Path, watching: list[Pr
     say("\n2. kubectl apply: a ContractPolicy and a RelayerPool of 2 relayers (Internal autoscaling 2..3)")
     s.create("contractpolicies", s.policy_manifest("payments-contracts", {"app": POOL}))
     started = time.monotonic()
-    s.create(
-        "relayerpools",
-        s.pool_manifest(
-            POOL,
-            replicas=2,
-            autoscaling={
-                "mode": "Internal",
-                "minReplicas": 2,
-                "maxReplicas": 3,
-                "targetQueueDepthPerRelayer": 5,
-                "scaleDownStabilizationSeconds": 15,
-                "pollIntervalSeconds": 1,
-            },
-        ),
+    funded = s.create_funded_pool(
+        POOL,
+        2,
+        autoscaling={
+            "mode": "Internal",
+            "minReplicas": 2,
+            "maxReplicas": 3,
+            "targetQueueDepthPerRelayer": 5,
+            "scaleDownStabilizationSeconds": 15,
+            "pollIntervalSeconds": 1,
+        },
+        ready_timeout=240,
     )
-    s.wait(
-        "relayer keys",
-        lambda: len([r for r in s.relayers(POOL) if (r.get("status") or {}).get("address")]) == 2,
-    )
-    for address in s.fund_relayers(POOL):
+    for address in funded:
         say(f"   key generated in OpenBao for {address}; funded with 100 ETH")
-    s.wait("pool Ready", lambda: s.pool_ready(POOL), timeout=240)
     say(f"   pool Ready after {time.monotonic() - started:.0f}s:")
     _kubectl_get(s, say, "relayerpools")
     _kubectl_get(s, say, "relayers")

@@ -239,6 +239,22 @@ class PoolScenario:
             fund(self.stack.chain, address, amount_wei, FUNDER_KEY)
         return addresses
 
+    def create_funded_pool(
+        self, name: str, replicas: int, autoscaling: dict[str, Any] | None = None, ready_timeout: float = 180
+    ) -> list[str]:
+        """Create a pool, wait for its relayers' keys, fund them and wait for the pool to be Ready; returns
+        the funded addresses."""
+        self.create("relayerpools", self.pool_manifest(name, replicas=replicas, autoscaling=autoscaling))
+        self.wait(
+            "relayer addresses",
+            lambda: (
+                len([r for r in self.relayers(name) if (r.get("status") or {}).get("address")]) == replicas
+            ),
+        )
+        addresses = self.fund_relayers(name)
+        self.wait("pool Ready", lambda: self.pool_ready(name), timeout=ready_timeout)
+        return addresses
+
     def wait(self, what: str, fn: Any, timeout: float = 120, interval: float = 0.25) -> Any:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -29,7 +29,7 @@ from msq_devstack.redis import Redis
 from msq_devstack.scenario import DEPLOYER_KEY, PoolScenario
 from msq_devstack.stack import Stack
 from msq_devstack.tools import REPO_ROOT
-from tests.support.chart import one, promql_metric_names, render
+from tests.support.chart import alert_rule_groups, alert_rules, promql_metric_names, render
 
 POOL = "payments"
 DASHBOARD = REPO_ROOT / "charts/msq-relayer-operator/files/grafana-dashboard.json"
@@ -62,26 +62,17 @@ def scraped(
     prom: Prometheus | None = None
     try:
         s.create("contractpolicies", s.policy_manifest("payments-contracts", {"app": POOL}))
-        s.create(
-            "relayerpools",
-            s.pool_manifest(
-                POOL,
-                replicas=2,
-                autoscaling={
-                    "mode": "Internal",
-                    "minReplicas": 2,
-                    "maxReplicas": 3,
-                    "targetQueueDepthPerRelayer": 50,
-                    "pollIntervalSeconds": 1,
-                },
-            ),
+        s.create_funded_pool(
+            POOL,
+            2,
+            autoscaling={
+                "mode": "Internal",
+                "minReplicas": 2,
+                "maxReplicas": 3,
+                "targetQueueDepthPerRelayer": 50,
+                "pollIntervalSeconds": 1,
+            },
         )
-        s.wait(
-            "relayer addresses",
-            lambda: len([r for r in s.relayers(POOL) if (r.get("status") or {}).get("address")]) == 2,
-        )
-        s.fund_relayers(POOL)
-        s.wait("pool Ready", lambda: s.pool_ready(POOL), timeout=180)
         gw = s.gateway(POOL)
         jobs = s.scrape_jobs(POOL, gw.url)
         prom = start_prometheus(jobs, tmp_path_factory.mktemp("prometheus"), stack_logs)
@@ -156,23 +147,20 @@ def test_dashboard_variables_list_the_pool(scraped: tuple[PoolScenario, Promethe
     assert s.namespace in namespaces and pools == [POOL]
 
 
-def alert_rules() -> list[dict[str, Any]]:
-    rule = one(render("values-production.yaml"), "PrometheusRule")
-    return [r for group in rule["spec"]["groups"] for r in group["rules"]]
+PRODUCTION = render("values-production.yaml")
 
 
 def test_alert_rules_pass_promtool(tmp_path: Path) -> None:
-    groups = one(render("values-production.yaml"), "PrometheusRule")["spec"]["groups"]
     rules = tmp_path / "rules.yaml"
-    rules.write_text(json.dumps({"groups": groups}))
+    rules.write_text(json.dumps({"groups": alert_rule_groups(PRODUCTION)}))
     done = subprocess.run(
         ["promtool", "check", "rules", str(rules)], capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert f"SUCCESS: {len(alert_rules())} rules found" in done.stdout, done.stdout
+    assert f"SUCCESS: {len(alert_rules(PRODUCTION))} rules found" in done.stdout, done.stdout
 
 
-@pytest.mark.parametrize("rule", alert_rules(), ids=lambda r: r["alert"])
+@pytest.mark.parametrize("rule", alert_rules(PRODUCTION), ids=lambda r: r["alert"])
 def test_alert_reads_live_series(scraped: tuple[PoolScenario, Prometheus], rule: dict[str, Any]) -> None:
     _, prom = scraped
     answer = prom.query(rule["expr"])

@@ -91,27 +91,18 @@ def test_pool_ready_then_direct_and_gasless_confirm(scenario: PoolScenario) -> N
     s = scenario
     s.create("contractpolicies", s.policy_manifest("payments-contracts", {"app": POOL}))
     started = time.monotonic()
-    s.create(
-        "relayerpools",
-        s.pool_manifest(
-            POOL,
-            replicas=2,
-            autoscaling={
-                "mode": "Internal",
-                "minReplicas": 2,
-                "maxReplicas": 3,
-                "targetQueueDepthPerRelayer": TARGET_PER_RELAYER,
-                "scaleDownStabilizationSeconds": 10,
-                "pollIntervalSeconds": 1,
-            },
-        ),
+    s.create_funded_pool(
+        POOL,
+        2,
+        autoscaling={
+            "mode": "Internal",
+            "minReplicas": 2,
+            "maxReplicas": 3,
+            "targetQueueDepthPerRelayer": TARGET_PER_RELAYER,
+            "scaleDownStabilizationSeconds": 10,
+            "pollIntervalSeconds": 1,
+        },
     )
-    s.wait(
-        "relayer addresses",
-        lambda: len([r for r in s.relayers(POOL) if r.get("status", {}).get("address")]) == 2,
-    )
-    s.fund_relayers(POOL)
-    s.wait("pool Ready", lambda: s.pool_ready(POOL), timeout=180)
     print(f"pool of 2 Ready {time.monotonic() - started:.1f}s after creation")
 
     gw = s.gateway(POOL)

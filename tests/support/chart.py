@@ -173,6 +173,14 @@ def promql_metric_names(expr: str) -> set[str]:
     return names
 
 
+def alert_rule_groups(objs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return one(objs, "PrometheusRule")["spec"]["groups"]  # type: ignore[no-any-return]
+
+
+def alert_rules(objs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for group in alert_rule_groups(objs) for r in group["rules"]]
+
+
 def dashboard_queries(dash: dict[str, Any]) -> list[str]:
     exprs = []
     for panel in dash["panels"]:

@@ -12,6 +12,7 @@ from msq_gateway.errors import ERROR_STATUS
 from tests.support.chart import (
     CHART,
     VALUES_FILES,
+    alert_rules,
     by_kind,
     dashboard,
     dashboard_queries,
@@ -311,8 +312,7 @@ def test_chart_crds_are_byte_for_byte_the_repository_crds() -> None:
 
 
 def _alert_rules() -> list[dict[str, Any]]:
-    rule = one(render("values-production.yaml"), "PrometheusRule")
-    return [r for group in rule["spec"]["groups"] for r in group["rules"]]
+    return alert_rules(render("values-production.yaml"))
 
 
 def test_alert_rules_are_a_toggle_and_each_says_what_it_means() -> None:
