@@ -290,7 +290,13 @@ def test_killed_relayer_loses_nothing_and_gets_no_new_traffic(env: Env) -> None:
     assert status["pending_transactions_count"] == 0
     assert int(status["nonce"]) == pool.chain_nonces()[victim.relayer_id]
 
-    # And it takes new traffic again.
+    # And it takes new traffic again, once the gateway's status poll sees it serving (a restarted OZ relayer
+    # may first report itself disabled while it re-checks its balance).
+    routable = f'msq_gateway_relayer_routable{{relayer="{victim.relayer_id}"}} 1.0'
+    deadline = time.monotonic() + 60
+    while routable not in httpx.get(f"{pool.url}/metrics", timeout=5).text and time.monotonic() < deadline:
+        time.sleep(0.5)
+
     async def more() -> list[Sent]:
         async with httpx.AsyncClient(base_url=pool.url, headers={"X-API-Key": KEY}, timeout=30) as client:
             sem = asyncio.Semaphore(4)
