@@ -32,7 +32,7 @@ def _ready_seconds(
     s.create("relayerpools", s.pool_manifest(pool, replicas=replicas, autoscaling=autoscaling))
     s.wait(
         f"{pool} keys",
-        lambda: len([r for r in s.relayers(pool) if (r.get("status") or {}).get("address")]) == replicas,
+        lambda: len(s.addresses(pool)) == replicas,
         timeout=300,
     )
     s.fund_relayers(pool)

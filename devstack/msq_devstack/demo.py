@@ -10,6 +10,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 from eth_account import Account
@@ -17,12 +18,15 @@ from kubernetes import client
 
 from msq_contracts.artifacts import load_artifact
 from msq_devstack.chain import ANVIL_KEYS
+from msq_devstack.overlay import LOCAL_OVERLAY
 from msq_devstack.prometheus import Prometheus, start_prometheus
 from msq_devstack.scenario import DEPLOYER_KEY, PoolScenario
 from msq_devstack.stack import Stack
+from msq_devstack.tools import REPO_ROOT
 
 Say = Callable[[str], None]
-POOL = "payments"
+POOL = "payments"  # the local overlay's pool
+API_CLIENT = "payments-backend"  # one of the local overlay's API clients
 
 
 def show_stack(stack: Stack, say: Say) -> Callable[[], None] | None:
@@ -85,29 +89,24 @@ def _tell(s: PoolScenario, stack: Stack, say: Say, work: Path, watching: list[Pr
     say(f"   forwarder {s.contracts.forwarder}, token {s.contracts.token}, nft {s.contracts.nft}")
     engine_name = {"oz": "the real OpenZeppelin Relayer v1.8.0", "dev": "the local stand-in (devrelayer)"}
     say(f"   relayer pods run {engine_name[s.pods.engine]} (MSQ_RELAYER_ENGINE={s.pods.engine})")
-    say("\n2. kubectl apply: a ContractPolicy and a RelayerPool of 2 relayers (Internal autoscaling 2..3)")
-    s.create("contractpolicies", s.policy_manifest("payments-contracts", {"app": POOL}))
+    assert stack.kube
+    say(f"\n2. kubectl apply -k {LOCAL_OVERLAY.relative_to(REPO_ROOT)}: the repository's RelayerPool")
+    say("   (2 relayers, Internal autoscaling 2..3) and ContractPolicy, pointed at this stack's ports by a")
+    say("   generated kustomization:")
     started = time.monotonic()
-    funded = s.create_funded_pool(
-        POOL,
-        2,
-        autoscaling={
-            "mode": "Internal",
-            "minReplicas": 2,
-            "maxReplicas": 3,
-            "targetQueueDepthPerRelayer": 5,
-            "scaleDownStabilizationSeconds": 15,
-            "pollIntervalSeconds": 1,
-        },
-        ready_timeout=240,
-    )
+    overlay = s.apply_local_overlay()
+    for line in overlay.shown.splitlines():
+        say(f"     {line}")
+    say(f"   $ {shlex.join(stack.kube.kubectl_argv('-n', s.namespace, 'apply', '-k', str(overlay.path)))}")
+    api_key = overlay.api_keys[API_CLIENT]
+    funded = s.fund_when_keyed(overlay.pool, ready_timeout=240)
     for address in funded:
         say(f"   key generated in OpenBao for {address}; funded with 100 ETH")
     say(f"   pool Ready after {time.monotonic() - started:.0f}s:")
     _kubectl_get(s, say, "relayerpools")
     _kubectl_get(s, say, "relayers")
 
-    gw = s.gateway(POOL)
+    gw = s.gateway(POOL, api_key)
     prom = start_prometheus(s.scrape_jobs(POOL, gw.url), work / "prometheus", stack.log_dir)
     watching.append(prom)
     say(
@@ -165,10 +164,7 @@ def _tell(s: PoolScenario, stack: Stack, say: Say, work: Path, watching: list[Pr
         scaled = s.wait("Scaled event", lambda: _last_event(s, POOL, "Scaled"), timeout=30)
         say(f"   the autoscaler: {scaled}, {took:.1f}s after the burst began")
         say("   blocks resume")
-    s.wait(
-        "new relayer key",
-        lambda: len([r for r in s.relayers(POOL) if (r.get("status") or {}).get("address")]) == 3,
-    )
+    s.wait("new relayer key", lambda: len(s.addresses(POOL)) == 3)
     s.fund_relayers(POOL)
     s.wait("pool Ready", lambda: s.pool_ready(POOL), timeout=180)
     for reply in replies:
@@ -185,7 +181,15 @@ def _tell(s: PoolScenario, stack: Stack, say: Say, work: Path, watching: list[Pr
     say(f"   back to 2 relayers {time.monotonic() - spike:.0f}s after the burst began")
     _kubectl_get(s, say, "relayers")
     hand_over(
-        s, gw.url, prom.url, direct_id, "0x" + _calldata(nft, "mint", Account.create().address).hex(), say
+        s,
+        Controls(
+            gw.url,
+            api_key,
+            prom.url,
+            direct_id,
+            "0x" + _calldata(nft, "mint", Account.create().address).hex(),
+        ),
+        say,
     )
 
 
@@ -193,14 +197,23 @@ CONTROLS_HEADER = "Your turn: each line below works against this running stack (
 PROMPT = "  $ "
 
 
-def controls(
-    s: PoolScenario, gateway_url: str, prometheus_url: str, tx_id: str, mint_calldata: str
-) -> list[tuple[str, str]]:
+@dataclass(frozen=True)
+class Controls:
+    """What the handed-over commands point at."""
+
+    gateway_url: str
+    api_key: str
+    prometheus_url: str
+    tx_id: str  # the direct transaction of step 3
+    mint_calldata: str
+
+
+def controls(s: PoolScenario, c: Controls) -> list[tuple[str, str]]:
     """(what it shows, command) pairs a platform engineer can paste; a test runs every one of them."""
     assert s.stack.kube and s.stack.chain
     kubectl = shlex.join(s.stack.kube.kubectl_argv("-n", s.namespace))
-    key = shlex.quote(f"X-API-Key: {s.api_key}")
-    body = shlex.quote(json.dumps({"to": s.contracts.nft, "data": mint_calldata, "gasLimit": 200000}))
+    key = shlex.quote(f"X-API-Key: {c.api_key}")
+    body = shlex.quote(json.dumps({"to": s.contracts.nft, "data": c.mint_calldata, "gasLimit": 200000}))
     out = [
         ("the custom resources", f"{kubectl} get rp,rl,cp"),
         ("conditions and events of the pool", f"{kubectl} describe rp {POOL}"),
@@ -211,24 +224,24 @@ def controls(
         ),
         (
             "a direct relay (mint an NFT) with the demo's API key",
-            f"curl -fsS -X POST {gateway_url}/api/v1/relay/direct -H {key} "
+            f"curl -fsS -X POST {c.gateway_url}/api/v1/relay/direct -H {key} "
             f"-H 'Content-Type: application/json' -d {body}",
         ),
         (
             "a gasless request from a new user with no gas money (signed with EIP-712 by a small client)",
-            f"MSQ_API_KEY={shlex.quote(s.api_key)} {shlex.quote(sys.executable)} "
-            f"-m msq_devstack.send_gasless --gateway {gateway_url} --chain-id {s.stack.chain.chain_id} "
-            f"--to {s.contracts.nft} --data {mint_calldata}",
+            f"MSQ_API_KEY={shlex.quote(c.api_key)} {shlex.quote(sys.executable)} "
+            f"-m msq_devstack.send_gasless --gateway {c.gateway_url} --chain-id {s.stack.chain.chain_id} "
+            f"--to {s.contracts.nft} --data {c.mint_calldata}",
         ),
         (
             "the status of the direct transaction of step 3",
-            f"curl -fsS {gateway_url}/api/v1/relay/status/{tx_id} -H {key}",
+            f"curl -fsS {c.gateway_url}/api/v1/relay/status/{c.tx_id} -H {key}",
         ),
-        ("gateway metrics", f"curl -fsS {gateway_url}/metrics"),
+        ("gateway metrics", f"curl -fsS {c.gateway_url}/metrics"),
         ("operator metrics", f"curl -fsS {s.operator.metrics_url}"),
         (
-            f"the dashboard's numbers in Prometheus (UI at {prometheus_url}): transactions by status",
-            f"curl -fsS -G {prometheus_url}/api/v1/query --data-urlencode "
+            f"the dashboard's numbers in Prometheus (UI at {c.prometheus_url}): transactions by status",
+            f"curl -fsS -G {c.prometheus_url}/api/v1/query --data-urlencode "
             + shlex.quote("query=sum by (kind, status) (msq_gateway_relayed_transactions_total) > 0"),
         ),
     ]
@@ -244,11 +257,9 @@ def controls(
     return out
 
 
-def hand_over(
-    s: PoolScenario, gateway_url: str, prometheus_url: str, tx_id: str, mint_calldata: str, say: Say
-) -> None:
+def hand_over(s: PoolScenario, c: Controls, say: Say) -> None:
     say(f"\n{CONTROLS_HEADER}")
-    for what, command in controls(s, gateway_url, prometheus_url, tx_id, mint_calldata):
+    for what, command in controls(s, c):
         say(f"  # {what}")
         say(f"{PROMPT}{command}")
 

@@ -18,6 +18,7 @@ from msq_contracts.deploy import deploy_forwarder, deploy_sample_nft, deploy_sam
 from msq_contracts.forward_request import ForwarderDomain
 from msq_devstack.chain import ANVIL_KEYS
 from msq_devstack.operator import OperatorProcess
+from msq_devstack.overlay import NFT_NAME, TOKEN_NAME, LocalEndpoints, LocalOverlay, write_local_overlay
 from msq_devstack.pods import LocalPods
 from msq_devstack.prometheus import ScrapeJob
 from msq_devstack.relayers import fund
@@ -230,11 +231,13 @@ class PoolScenario:
             GROUP, VERSION, self.namespace, "relayers", label_selector=f"relayer.msq.io/pool={pool}"
         )["items"]
 
+    def addresses(self, pool: str) -> list[str]:
+        """The addresses of the pool's relayers that have their key."""
+        return [r["status"]["address"] for r in self.relayers(pool) if (r.get("status") or {}).get("address")]
+
     def fund_relayers(self, pool: str, amount_wei: int = 10**20) -> list[str]:
         assert self.stack.chain
-        addresses = [
-            r["status"]["address"] for r in self.relayers(pool) if (r.get("status") or {}).get("address")
-        ]
+        addresses = self.addresses(pool)
         for address in addresses:
             fund(self.stack.chain, address, amount_wei, FUNDER_KEY)
         return addresses
@@ -245,14 +248,39 @@ class PoolScenario:
         """Create a pool, wait for its relayers' keys, fund them and wait for the pool to be Ready; returns
         the funded addresses."""
         self.create("relayerpools", self.pool_manifest(name, replicas=replicas, autoscaling=autoscaling))
-        self.wait(
-            "relayer addresses",
-            lambda: (
-                len([r for r in self.relayers(name) if (r.get("status") or {}).get("address")]) == replicas
+        return self.fund_when_keyed(name, ready_timeout)
+
+    def apply_local_overlay(self) -> LocalOverlay:
+        """`kubectl apply -k` of k8s/overlays/local (its pool and policy) with this stack's endpoints."""
+        assert self.stack.kube and self.stack.openbao and self.stack.redis and self.stack.chain
+        overlay = write_local_overlay(
+            self.work_dir / "overlay",
+            LocalEndpoints(
+                rpc_url=self.stack.chain.rpc_url,
+                vault_addr=self.stack.openbao.addr,
+                vault_token=self.stack.openbao.root_token,
+                redis_url=self.stack.redis.url,
+                forwarder=self.contracts.forwarder,
+                contracts={TOKEN_NAME: self.contracts.token, NFT_NAME: self.contracts.nft},
             ),
         )
-        addresses = self.fund_relayers(name)
-        self.wait("pool Ready", lambda: self.pool_ready(name), timeout=ready_timeout)
+        done = subprocess.run(
+            self.stack.kube.kubectl_argv("-n", self.namespace, "apply", "-k", str(overlay.path)),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"kubectl apply -k {overlay.path}: {done.stderr.strip()}")
+        return overlay
+
+    def fund_when_keyed(self, pool: str, ready_timeout: float = 180) -> list[str]:
+        """Wait for every relayer of `pool` to have its key, fund them and wait for the pool to be Ready;
+        returns the funded addresses."""
+        replicas = self.get("relayerpools", pool)["spec"]["replicas"]
+        self.wait("relayer addresses", lambda: len(self.addresses(pool)) == replicas)
+        addresses = self.fund_relayers(pool)
+        self.wait("pool Ready", lambda: self.pool_ready(pool), timeout=ready_timeout)
         return addresses
 
     def wait(self, what: str, fn: Any, timeout: float = 120, interval: float = 0.25) -> Any:
@@ -269,7 +297,7 @@ class PoolScenario:
         conds = (obj.get("status") or {}).get("conditions") or []
         return any(c["type"] == "Ready" and c["status"] == "True" for c in conds)
 
-    def gateway(self, pool: str) -> GatewayClient:
+    def gateway(self, pool: str, api_key: str | None = None) -> GatewayClient:
         url = self.wait(
             "gateway endpoint",
             lambda: (
@@ -279,7 +307,7 @@ class PoolScenario:
                 and self.get("relayerpools", pool)["status"]["gatewayEndpoint"]
             ),
         )
-        return GatewayClient.open(url, self.api_key)
+        return GatewayClient.open(url, api_key or self.api_key)
 
     def scrape_jobs(self, pool: str, gateway_url: str) -> list[ScrapeJob]:
         """What the chart's monitors scrape, as static targets: the operator (ServiceMonitor, `honorLabels`,

@@ -2,7 +2,8 @@
 runs as a local process of the chosen relayer engine (the real OZ Relayer where it is built) with exactly the
 rendered env and config.json, fetching its key from OpenBao;
 the gateway runs with its rendered config. Direct and gasless transactions confirm on anvil; queue depth
-scales the pool up and, once it drops, down through a drain that loses nothing."""
+scales the pool up and, once it drops, down through a drain that loses nothing. The pool and its policy are
+the repository's k8s/overlays/local, applied with `kubectl apply -k` as a user would."""
 
 from __future__ import annotations
 
@@ -19,13 +20,15 @@ from msq_contracts.artifacts import load_artifact
 from msq_devstack.chain import ANVIL_KEYS, Chain
 from msq_devstack.kube import KubeControlPlane
 from msq_devstack.openbao import OpenBao
+from msq_devstack.overlay import overlay_api_keys
 from msq_devstack.redis import Redis
 from msq_devstack.relayers import fund
 from msq_devstack.scenario import DEPLOYER_KEY, PoolScenario
 from msq_devstack.stack import Stack
 
-POOL = "payments"
-TARGET_PER_RELAYER = 5
+POOL = "payments"  # the local overlay's pool
+API_KEY = overlay_api_keys()["payments-backend"]
+TARGET_PER_RELAYER = 5  # the local overlay's targetQueueDepthPerRelayer
 
 
 @pytest.fixture(scope="module")
@@ -89,23 +92,17 @@ def _drain_report(s: PoolScenario, names: list[str]) -> list[dict[str, object]]:
 
 def test_pool_ready_then_direct_and_gasless_confirm(scenario: PoolScenario) -> None:
     s = scenario
-    s.create("contractpolicies", s.policy_manifest("payments-contracts", {"app": POOL}))
     started = time.monotonic()
-    s.create_funded_pool(
-        POOL,
-        2,
-        autoscaling={
-            "mode": "Internal",
-            "minReplicas": 2,
-            "maxReplicas": 3,
-            "targetQueueDepthPerRelayer": TARGET_PER_RELAYER,
-            "scaleDownStabilizationSeconds": 10,
-            "pollIntervalSeconds": 1,
-        },
-    )
-    print(f"pool of 2 Ready {time.monotonic() - started:.1f}s after creation")
+    s.apply_local_overlay()
+    spec = s.get("relayerpools", POOL)["spec"]
+    assert (spec["replicas"], spec["autoscaling"]["targetQueueDepthPerRelayer"]) == (2, TARGET_PER_RELAYER)
+    s.fund_when_keyed(POOL)
+    print(f"pool of 2 Ready {time.monotonic() - started:.1f}s after kubectl apply -k")
 
-    gw = s.gateway(POOL)
+    gw = s.gateway(POOL, API_KEY)
+    # The overlay's policy is the one enforced: the token's owner-only mint is not among its methods.
+    refused = gw.direct(s.contracts.token, _calldata(_token(s), "mint", Account.create().address, 1))
+    assert (refused.status_code, refused.json()["code"]) == (403, "method_not_allowed"), refused.text
     user = Account.from_key(ANVIL_KEYS[3])
     # Direct: the relayer itself calls the NFT's open mint.
     minted_to = Account.create().address
@@ -142,7 +139,7 @@ def test_pool_ready_then_direct_and_gasless_confirm(scenario: PoolScenario) -> N
 def test_queue_spike_scales_up_and_drop_scales_down_without_loss(scenario: PoolScenario) -> None:
     s = scenario
     assert s.stack.redis is not None and s.stack.chain is not None
-    gw = s.gateway(POOL)
+    gw = s.gateway(POOL, API_KEY)
     before = {r["metadata"]["name"] for r in s.relayers(POOL)}
     assert len(before) == 2
     # A real burst on a congested chain: no block is made while the relayers accept 30 transactions, so
@@ -225,8 +222,11 @@ def test_queue_spike_scales_up_and_drop_scales_down_without_loss(scenario: PoolS
     assert statuses == ["confirmed"] * len(sent)
     assert len(s.relayers(POOL)) == 2
     # The removed relayer's key stays in Vault (it may still hold funds).
+    spec = s.get("relayerpools", POOL)["spec"]
     assert s.stack.openbao is not None
     kept = s.stack.openbao.client().secrets.kv.v2.read_secret_version(
-        path=f"msq-relayer/{s.namespace}/{draining[0]}", mount_point="secret", raise_on_deleted_version=True
+        path=f"{spec['signer']['keyPathPrefix']}/{s.namespace}/{draining[0]}",
+        mount_point=spec["signer"]["kvMount"],
+        raise_on_deleted_version=True,
     )
     assert kept["data"]["data"]["value"]

@@ -4,9 +4,12 @@ works."""
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +18,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from msq_devstack.kube import KubeControlPlane
+from msq_devstack.overlay import LocalEndpoints, build_kustomization, write_local_overlay
 from tests.support.kube import (
     GROUP,
     REPO,
@@ -167,7 +171,7 @@ def documents(manifest: str) -> list[Obj]:
 
 OVERLAYS = {
     # overlay: (network name, chain id, replicas, autoscaling mode)
-    "local": ("anvil", 31337, 1, "Disabled"),
+    "local": ("anvil", 31337, 2, "Internal"),
     "staging": ("polygon-amoy", 80002, 2, "Disabled"),
     "production": ("polygon", 137, 3, "Internal"),
 }
@@ -224,6 +228,60 @@ def test_local_overlay_generates_every_secret_the_pool_names(kube: KubeControlPl
     (policy_doc,) = [d for d in docs if d["kind"] == "ContractPolicy"]
     api_keys = set(secrets[spec["gateway"]["apiKeysSecretRef"]["name"]]["data"])
     assert {q["apiKey"] for q in policy_doc["spec"]["quotas"]} <= api_keys
+
+
+def _address(value: object) -> str:
+    """An address as `documents` reads it (PyYAML takes an unquoted 0x<hex> for an integer), lower-case."""
+    return f"0x{value:040x}" if isinstance(value, int) else str(value).lower()
+
+
+def test_the_devstack_points_the_local_overlay_at_its_own_ports_and_changes_nothing_else(
+    kube: KubeControlPlane, tmp_path: Path
+) -> None:
+    """What `make demo` applies: the local overlay with the stack's endpoints and contract addresses."""
+    moved = {"sample-token": "0x" + "ab" * 20, "sample-nft": "0x9fE46736679d2D9a65F0992F2272dE9f3c7fa6e0"}
+    endpoints = LocalEndpoints(
+        rpc_url="http://127.0.0.1:41001",
+        vault_addr="http://127.0.0.1:41002",
+        vault_token="s.generated-root-token",
+        redis_url="redis://127.0.0.1:41003/0",
+        forwarder="0x" + "cd" * 20,
+        contracts=moved,
+    )
+    overlay = write_local_overlay(tmp_path / "overlay", endpoints)
+    assert "s.generated-root-token" not in overlay.shown and "token=<" in overlay.shown
+    docs = documents(kubectl(kube, "kustomize", str(overlay.path)).stdout)
+    plain = documents(render(kube, "local"))
+
+    def by_kind(ds: list[Obj], kind: str) -> Obj:
+        (doc,) = [d for d in ds if d["kind"] == kind]
+        return doc
+
+    pool, plain_pool = by_kind(docs, "RelayerPool"), by_kind(plain, "RelayerPool")
+    assert pool["spec"]["network"]["rpcUrls"] == [endpoints.rpc_url]
+    assert pool["spec"]["signer"]["vaultAddress"] == endpoints.vault_addr
+    assert _address(pool["spec"]["gateway"]["forwarder"]["address"]) == endpoints.forwarder
+    secrets = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Secret"}
+    auth = secrets[pool["spec"]["signer"]["auth"]["secretRef"]["name"]]
+    assert base64.b64decode(auth["data"]["token"]).decode() == endpoints.vault_token
+    redis = secrets[pool["spec"]["redis"]["urlSecretRef"]["name"]]
+    assert base64.b64decode(redis["data"]["url"]).decode() == endpoints.redis_url
+    keys = secrets[pool["spec"]["gateway"]["apiKeysSecretRef"]["name"]]
+    assert {k: base64.b64decode(v).decode() for k, v in keys["data"].items()} == overlay.api_keys
+    # Nothing else of the pool changed; the policy moved only the address that differs.
+    for spec in (pool["spec"], plain_pool["spec"]):
+        spec["network"].pop("rpcUrls"), spec["signer"].pop("vaultAddress"), spec["gateway"].pop("forwarder")
+        spec["signer"]["auth"].pop("secretRef"), spec["redis"].pop("urlSecretRef")
+    assert pool == plain_pool
+    contracts = {
+        c["name"]: _address(c["address"]) for c in by_kind(docs, "ContractPolicy")["spec"]["contracts"]
+    }
+    assert contracts == {name: address.lower() for name, address in moved.items()}
+    assert len(build_kustomization(endpoints)["patches"]) == 2
+    unmoved = {
+        c["name"]: _address(c["address"]) for c in by_kind(plain, "ContractPolicy")["spec"]["contracts"]
+    }
+    assert len(build_kustomization(replace(endpoints, contracts=unmoved))["patches"]) == 1
 
 
 # --- validation ---------------------------------------------------------------------------------------------
