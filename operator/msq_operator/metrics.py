@@ -59,3 +59,21 @@ def measured(kind: str) -> Iterator[None]:
         RECONCILES.labels(kind, "ok").inc()
     finally:
         RECONCILE_SECONDS.labels(kind).observe(time.perf_counter() - start)
+
+
+TREASURY_BALANCE = Gauge(
+    "msq_operator_treasury_balance_wei",
+    "Balance of a pool's treasury (wei)",
+    ["namespace", "pool", "address"],
+)
+FUNDING_STATE = Gauge(
+    "msq_operator_pool_funding_state",
+    "1 for a pool's funding state now (status.funding.state, or Unconfigured), 0 for the others",
+    ["namespace", "pool", "state"],
+)
+TOP_UPS = Counter(
+    "msq_operator_top_ups_total",
+    "Treasury top-ups by outcome: sent, confirmed, failed (reverted), dropped (nonce used elsewhere)",
+    ["namespace", "pool", "result"],
+)
+TOP_UP_WEI = Counter("msq_operator_top_up_wei_total", "Wei moved by confirmed top-ups", ["namespace", "pool"])

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import hvac
 import hvac.exceptions
+from eth_account import Account
 from eth_keys import keys
 
 # Vault paths and names end up inside policy HCL: keep them to a charset that cannot break out of a
@@ -66,13 +67,17 @@ def relayer_policy_hcl(mount: str, key_path: str) -> str:
     return f'path "{kv2_data_path(mount, key_path)}" {{\n  capabilities = ["read"]\n}}\n'
 
 
-def _address_of(hex_key: str) -> str:
+def _key_bytes(hex_key: str) -> bytes:
     raw = hex_key.strip()
     if raw[:2] in ("0x", "0X"):
         raw = raw[2:]
     if len(raw) != 64 or not all(c in "0123456789abcdefABCDEF" for c in raw):
         raise VaultKeyError("stored relayer key is not 64 hex characters")
-    return keys.PrivateKey(bytes.fromhex(raw)).public_key.to_checksum_address()
+    return bytes.fromhex(raw)
+
+
+def _address_of(hex_key: str) -> str:
+    return keys.PrivateKey(_key_bytes(hex_key)).public_key.to_checksum_address()
 
 
 def _new_key_hex() -> str:
@@ -132,6 +137,20 @@ def ensure_relayer_key(client: hvac.Client, mount: str, key_path: str) -> str:
         # The hvac error carries Vault's message, never our request body, but keep the chain out anyway.
         raise VaultKeyError(f"writing key {mount}/{key_path} failed: {type(exc).__name__}: {exc}") from None
     return _address_of(new_key)
+
+
+def sign_transaction(
+    client: hvac.Client, mount: str, key_path: str, tx: dict[str, object]
+) -> tuple[str, str]:
+    """Sign `tx` with the key at `{mount}/{key_path}`; returns (raw transaction, hash), both 0x-hex. The key
+    is read, used and dropped inside this call (Transit has no secp256k1 to sign with in Vault)."""
+    validate_path(mount, "mount")
+    validate_path(key_path, "key path")
+    value = _read_value(client, mount, key_path)
+    if value is None:
+        raise VaultKeyError(f"no key at {mount}/{key_path}")
+    signed = Account.sign_transaction(tx, _key_bytes(value))
+    return "0x" + bytes(signed.raw_transaction).hex(), "0x" + bytes(signed.hash).hex()
 
 
 def ensure_approle(

@@ -8,10 +8,10 @@ from typing import Any
 import kopf
 
 from msq_operator import runtime
-from msq_operator.handlers import autoscaler, policy, pool, relayer
+from msq_operator.handlers import autoscaler, funding, policy, pool, relayer
 from msq_operator.kube_io import Kube
 
-__all__ = ["autoscaler", "policy", "pool", "relayer"]
+__all__ = ["autoscaler", "funding", "policy", "pool", "relayer"]
 
 
 @kopf.on.startup()

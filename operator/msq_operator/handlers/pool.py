@@ -210,6 +210,7 @@ def build_status(
         f"not ready: {', '.join(unready)}" if degraded else "all active relayers ready",
         generation,
     )
+    conditions = set_condition(conditions, "Funded", *funded_condition(spec, status, active), generation)
     out: dict[str, Any] = {
         "replicas": len(active),
         "readyReplicas": len(ready),
@@ -232,6 +233,29 @@ def build_status(
         sized_for if spec.autoscaling.mode != "Disabled" else 0
     )
     return out
+
+
+def funded_condition(
+    spec: RelayerPoolSpec, status: dict[str, Any], active: list[dict[str, Any]]
+) -> tuple[str, str, str]:
+    """(status, reason, message) of the pool's Funded condition. With spec.funding it is the funding
+    timer's state (status.funding, which only that timer writes); without, the relayers' own Funded."""
+    if spec.funding is not None:
+        funding = status.get("funding") or {}
+        state = funding.get("state")
+        if not state:
+            return "Unknown", "NotObserved", "the funding timer has not run yet"
+        return ("True" if state == "Funded" else "False"), state, str(funding.get("message", ""))
+    low = [
+        c["metadata"]["name"]
+        for c in active
+        if (get_condition((c.get("status") or {}).get("conditions"), "Funded") or {}).get("status") == "False"
+    ]
+    if low:
+        return "False", "LowBalance", f"below minBalance: {', '.join(low)} (spec.funding tops relayers up)"
+    if active and all(is_true((c.get("status") or {}).get("conditions"), "Funded") for c in active):
+        return "True", "AllFunded", f"{len(active)} relayers at or above minBalance"
+    return "Unknown", "NotObserved", "not every relayer's balance is known yet"
 
 
 def _write_status(body: kopf.Body, status: kopf.Status, patch: kopf.Patch, new: dict[str, Any]) -> None:

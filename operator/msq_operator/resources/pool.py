@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from msq_operator.resources.common import (
     DEFAULT_GATEWAY_IMAGE,
@@ -56,6 +56,21 @@ class Gateway(Spec):
     port: int = 8080
 
 
+class Funding(Spec):
+    """Top-ups of the pool's relayers from a treasury key in Vault (amounts in wei)."""
+
+    treasury_key_path: str | None = Field(default=None, alias="treasuryKeyPath")
+    min_balance: int = Field(alias="minBalance")
+    target_balance: int = Field(alias="targetBalance")
+    daily_cap: int = Field(alias="dailyCap")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Funding:
+        if self.target_balance <= self.min_balance:
+            raise ValueError("spec.funding.targetBalance must be greater than minBalance")
+        return self
+
+
 class RelayerPoolSpec(Spec):
     network: Network
     replicas: int = 1
@@ -64,3 +79,4 @@ class RelayerPoolSpec(Spec):
     signer: Signer
     redis: RedisRef
     gateway: Gateway = Field(default_factory=Gateway)
+    funding: Funding | None = None

@@ -1,0 +1,42 @@
+"""The operator's own reads and writes on the chain, for treasury top-ups (JSON-RPC through web3)."""
+
+from __future__ import annotations
+
+from web3 import Web3
+from web3.exceptions import TransactionNotFound, Web3RPCError
+
+# What nodes answer when the same signed transaction arrives again (geth, anvil, erigon, nethermind):
+# the first copy is in the pool or already mined, so a re-broadcast has nothing more to do.
+_ALREADY_SENT = ("already known", "known transaction", "nonce too low", "already imported", "alreadyknown")
+
+
+class ChainClient:
+    def __init__(self, rpc_url: str, timeout: float = 10) -> None:
+        self.w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}))
+
+    def balance(self, address: str) -> int:
+        return int(self.w3.eth.get_balance(Web3.to_checksum_address(address)))
+
+    def nonce(self, address: str, block: str = "latest") -> int:
+        return int(self.w3.eth.get_transaction_count(Web3.to_checksum_address(address), block))  # type: ignore[arg-type]
+
+    def fees(self) -> tuple[int, int]:
+        """(maxFeePerGas, maxPriorityFeePerGas): room for the base fee to double, as wallets price."""
+        base = int(self.w3.eth.get_block("latest").get("baseFeePerGas") or 0)
+        tip = int(self.w3.eth.max_priority_fee)
+        return 2 * base + tip, tip
+
+    def send_raw(self, raw: str) -> None:
+        try:
+            self.w3.eth.send_raw_transaction(raw)
+        except Web3RPCError as e:
+            if not any(s in str(e).lower() for s in _ALREADY_SENT):
+                raise
+
+    def receipt_status(self, tx_hash: str) -> int | None:
+        """1 or 0 for a mined transaction, None while it is not mined (or unknown to the node)."""
+        try:
+            receipt = self.w3.eth.get_transaction_receipt(tx_hash)  # type: ignore[arg-type]
+        except TransactionNotFound:
+            return None
+        return int(receipt["status"])
