@@ -12,7 +12,12 @@ from msq_devstack.process import ManagedProcess, free_port
 
 class OperatorProcess:
     def __init__(
-        self, kubeconfig: Path, log_dir: Path, namespaces: list[str] | None = None, name: str = "operator"
+        self,
+        kubeconfig: Path,
+        log_dir: Path,
+        namespaces: list[str] | None = None,
+        name: str = "operator",
+        env: dict[str, str] | None = None,
     ) -> None:
         self.metrics_port = free_port()
         self.liveness_port = free_port()
@@ -33,7 +38,9 @@ class OperatorProcess:
         for ns in namespaces or []:
             argv += ["--namespace", ns]
         # The local pod runner refreshes mounted files every half second, not kubelet's minute.
-        self.process = ManagedProcess(name, argv, log_dir, env={"MSQ_DRAIN_GRACE_SECONDS": "5"})
+        self.process = ManagedProcess(
+            name, argv, log_dir, env={"MSQ_DRAIN_GRACE_SECONDS": "5", **(env or {})}
+        )
 
     @property
     def metrics_url(self) -> str:
