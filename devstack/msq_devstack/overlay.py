@@ -7,6 +7,7 @@ are the overlay's own."""
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,9 +70,9 @@ def _replaced(secret: str, literal: str) -> dict[str, Any]:
     return {"name": secret, "behavior": "replace", "literals": [literal]}
 
 
-def build_kustomization(endpoints: LocalEndpoints, overlay: Path = LOCAL_OVERLAY) -> dict[str, Any]:
-    """A kustomization over `overlay` that replaces its local endpoints with `endpoints` (and a contract
-    address only where this chain's differs from the overlay's)."""
+def build_kustomization(endpoints: LocalEndpoints, directory: Path) -> dict[str, Any]:
+    """A kustomization in `directory` over the local overlay that replaces its local endpoints with
+    `endpoints` (and a contract address only where this chain's differs from the overlay's)."""
     (pool,) = _documents("relayerpool-patch.yaml")
     (policy,) = _documents("contractpolicy-patch.yaml")
     pool_ops = [
@@ -97,7 +98,8 @@ def build_kustomization(endpoints: LocalEndpoints, overlay: Path = LOCAL_OVERLAY
     return {
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",
-        "resources": [str(overlay)],
+        # kustomize takes a base by relative path only.
+        "resources": [os.path.relpath(LOCAL_OVERLAY, directory.resolve())],
         "patches": patches,
         "secretGenerator": [
             {
@@ -118,7 +120,7 @@ def write_local_overlay(directory: Path, endpoints: LocalEndpoints) -> LocalOver
         "# Written by the devstack: k8s/overlays/local with this stack's endpoints (random local ports).\n"
         f"#   kubectl apply -k {directory} -n <namespace>\n"
     )
-    body = yaml.safe_dump(build_kustomization(endpoints), sort_keys=False)
+    body = yaml.safe_dump(build_kustomization(endpoints, directory), sort_keys=False)
     (directory / "kustomization.yaml").write_text(header + body)
     (directory / "kustomizeconfig.yaml").write_text((LOCAL_OVERLAY / "kustomizeconfig.yaml").read_text())
     (pool,) = _documents("relayerpool-patch.yaml")

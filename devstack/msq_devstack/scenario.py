@@ -70,6 +70,7 @@ def pool_manifest(
     autoscaling: dict[str, Any] | None = None,
     labels: dict[str, str] | None = None,
     routing: str = "RoundRobin",
+    funding: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "network": {"name": "anvil", "chainId": chain_id, "rpcUrls": [rpc_url], "requiredConfirmations": 1},
@@ -87,6 +88,8 @@ def pool_manifest(
     }
     if autoscaling:
         spec["autoscaling"] = autoscaling
+    if funding:
+        spec["funding"] = funding
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "RelayerPool",
@@ -183,7 +186,12 @@ class PoolScenario:
     # -- manifests ------------------------------------------------------------------------------------------
 
     def pool_manifest(
-        self, name: str, replicas: int, autoscaling: dict[str, Any] | None = None, routing: str = "RoundRobin"
+        self,
+        name: str,
+        replicas: int,
+        autoscaling: dict[str, Any] | None = None,
+        routing: str = "RoundRobin",
+        funding: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         assert self.stack.openbao and self.stack.chain
         return pool_manifest(
@@ -195,6 +203,7 @@ class PoolScenario:
             forwarder=self.contracts.forwarder,
             autoscaling=autoscaling,
             routing=routing,
+            funding=funding,
         )
 
     def policy_manifest(self, name: str, pool_labels: dict[str, str]) -> dict[str, Any]:
@@ -243,11 +252,17 @@ class PoolScenario:
         return addresses
 
     def create_funded_pool(
-        self, name: str, replicas: int, autoscaling: dict[str, Any] | None = None, ready_timeout: float = 180
+        self,
+        name: str,
+        replicas: int,
+        autoscaling: dict[str, Any] | None = None,
+        ready_timeout: float = 180,
+        funding: dict[str, str] | None = None,
     ) -> list[str]:
         """Create a pool, wait for its relayers' keys, fund them and wait for the pool to be Ready; returns
         the funded addresses."""
-        self.create("relayerpools", self.pool_manifest(name, replicas=replicas, autoscaling=autoscaling))
+        body = self.pool_manifest(name, replicas=replicas, autoscaling=autoscaling, funding=funding)
+        self.create("relayerpools", body)
         return self.fund_when_keyed(name, ready_timeout)
 
     def apply_local_overlay(self) -> LocalOverlay:

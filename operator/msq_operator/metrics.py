@@ -66,6 +66,11 @@ TREASURY_BALANCE = Gauge(
     "Balance of a pool's treasury (wei)",
     ["namespace", "pool", "address"],
 )
+TREASURY_RESERVE = Gauge(
+    "msq_operator_treasury_reserve_wei",
+    "What one refill of every active relayer takes: (targetBalance - minBalance) x active relayers (wei)",
+    ["namespace", "pool"],
+)
 FUNDING_STATE = Gauge(
     "msq_operator_pool_funding_state",
     "1 for a pool's funding state now (status.funding.state, or Unconfigured), 0 for the others",

@@ -72,6 +72,8 @@ def scraped(
                 "targetQueueDepthPerRelayer": 50,
                 "pollIntervalSeconds": 1,
             },
+            # A treasury (left empty: the relayers are funded above minBalance) for the funding series.
+            funding={"minBalance": str(10**18), "targetBalance": str(2 * 10**18), "dailyCap": str(10**19)},
         )
         gw = s.gateway(POOL)
         jobs = s.scrape_jobs(POOL, gw.url)

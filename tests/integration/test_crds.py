@@ -277,11 +277,11 @@ def test_the_devstack_points_the_local_overlay_at_its_own_ports_and_changes_noth
         c["name"]: _address(c["address"]) for c in by_kind(docs, "ContractPolicy")["spec"]["contracts"]
     }
     assert contracts == {name: address.lower() for name, address in moved.items()}
-    assert len(build_kustomization(endpoints)["patches"]) == 2
+    assert len(build_kustomization(endpoints, overlay.path)["patches"]) == 2
     unmoved = {
         c["name"]: _address(c["address"]) for c in by_kind(plain, "ContractPolicy")["spec"]["contracts"]
     }
-    assert len(build_kustomization(replace(endpoints, contracts=unmoved))["patches"]) == 1
+    assert len(build_kustomization(replace(endpoints, contracts=unmoved), overlay.path)["patches"]) == 1
 
 
 # --- validation ---------------------------------------------------------------------------------------------

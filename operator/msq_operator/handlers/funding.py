@@ -14,7 +14,14 @@ from web3.exceptions import Web3Exception
 from msq_operator import faults, runtime, vault
 from msq_operator.chain import ChainClient
 from msq_operator.handlers.relayer import rpc_secret_url
-from msq_operator.metrics import FUNDING_STATE, TOP_UP_WEI, TOP_UPS, TREASURY_BALANCE, measured
+from msq_operator.metrics import (
+    FUNDING_STATE,
+    TOP_UP_WEI,
+    TOP_UPS,
+    TREASURY_BALANCE,
+    TREASURY_RESERVE,
+    measured,
+)
 from msq_operator.render import pool as render
 from msq_operator.render.conditions import now_rfc3339
 from msq_operator.render.funding import (
@@ -155,6 +162,9 @@ def _fund(run: _Pass, chain: ChainClient, vault_c: hvac.Client, mount: str, path
         for c in kube.list(API_VERSION, "Relayer", ns, render.selector(name))
         if not c["spec"].get("draining") and (c.get("status") or {}).get("address")
     ]
+    TREASURY_RESERVE.labels(ns, name).set(
+        (spec.funding.target_balance - spec.funding.min_balance) * len(balances)
+    )
     max_fee, tip = chain.fees()
     plan = plan_top_up(
         spec.funding, balances, treasury_wei, TRANSFER_GAS * max_fee, sent_within(transfers, now)
