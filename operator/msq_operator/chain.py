@@ -21,10 +21,14 @@ class ChainClient:
         return int(self.w3.eth.get_transaction_count(Web3.to_checksum_address(address), block))  # type: ignore[arg-type]
 
     def fees(self) -> tuple[int, int]:
-        """(maxFeePerGas, maxPriorityFeePerGas): room for the base fee to double, as wallets price."""
-        base = int(self.w3.eth.get_block("latest").get("baseFeePerGas") or 0)
+        """(maxFeePerGas, maxPriorityFeePerGas): room for the base fee to double, as wallets price; on a
+        chain without a base fee, its gas price twice."""
+        base = self.w3.eth.get_block("latest").get("baseFeePerGas")
+        if base is None:  # no EIP-1559 on this chain: the node's gas price, paid in full
+            price = int(self.w3.eth.gas_price)
+            return price, price
         tip = int(self.w3.eth.max_priority_fee)
-        return 2 * base + tip, tip
+        return 2 * int(base) + tip, tip
 
     def send_raw(self, raw: str) -> None:
         try:

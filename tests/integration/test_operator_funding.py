@@ -1,7 +1,8 @@
 """Treasury top-ups on real parts (API server, OpenBao, anvil, the operator process): a relayer below
 minBalance is refilled from the pool's treasury exactly once, even when the operator is killed with SIGKILL
 right after recording the transfer and right after sending it; the daily cap and an empty treasury stop
-top-ups and say why. No relayer processes run: funding reads balances from the chain, not from relayers."""
+top-ups and say why; deleting a pool that sweeps moves each relayer's balance to the treasury once, across
+the same two kills. No relayer processes run: funding reads balances from the chain, not from relayers."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import hvac
+import hvac.exceptions
 import pytest
 from kubernetes import client, config
 from web3 import Web3
@@ -224,3 +227,69 @@ def test_a_relayer_is_refilled_from_the_treasury_once_across_sigkills(
     )
     assert balance_series in metrics
     assert _events(api, namespace, "DailyCapReached")
+
+
+def _sent_from(w3: Web3, addresses: set[str], first_block: int) -> list[Any]:
+    """Every transaction mined since `first_block` whose sender is one of `addresses`."""
+    out = []
+    for number in range(first_block, w3.eth.block_number + 1):
+        out += [
+            tx
+            for tx in w3.eth.get_block(number, full_transactions=True)["transactions"]
+            if tx["from"] in addresses
+        ]
+    return out
+
+
+def test_deleting_a_sweeping_pool_moves_every_balance_to_the_treasury_once(
+    api: client.ApiClient, namespace: str, operators: Operators, openbao: OpenBao, chain: Chain
+) -> None:
+    """Continues the pool above: two relayers at 2 ETH, one at 0 (held back by the cap)."""
+    w3 = Web3(Web3.HTTPProvider(chain.rpc_url))
+    treasury = _funding(api, namespace)["treasuryAddress"]
+    client.CustomObjectsApi(api).patch_namespaced_custom_object(
+        GROUP, VERSION, namespace, "relayerpools", POOL, {"spec": {"funding": {"sweepOnRemove": True}}}
+    )
+    eventually(
+        lambda: all(r["spec"].get("sweepTo") == treasury for r in list_cr(api, namespace, "relayers")),
+        what="relayers told where to sweep",
+    )
+    addresses = _addresses(api, namespace)
+    before = {a: w3.eth.get_balance(a) for a in addresses.values()}
+    assert sorted(before.values()) == [0, 2 * ETH, 2 * ETH]
+    treasury_before = w3.eth.get_balance(treasury)
+    first_block = w3.eth.block_number + 1
+
+    # The operator dies right after recording the first sweep, then the next one right after sending another.
+    operators.stop()
+    operators.start(kill_at="sweep.recorded")
+    client.CustomObjectsApi(api).delete_namespaced_custom_object(
+        GROUP, VERSION, namespace, "relayerpools", POOL
+    )
+    assert operators.died_by_sigkill(), "operator did not reach sweep.recorded"
+    recorded = [r for r in list_cr(api, namespace, "relayers") if (r.get("status") or {}).get("sweep")]
+    assert len(recorded) == 1 and not recorded[0]["status"]["sweep"].get("result")
+    assert not _sent_from(w3, set(addresses.values()), first_block)  # recorded, not sent
+    operators.start(kill_at="sweep.sent")
+    assert operators.died_by_sigkill(), "operator did not reach sweep.sent"
+    operators.start()
+    eventually(lambda: not list_cr(api, namespace, "relayers"), timeout=120, what="relayers removed")
+
+    # Each funded relayer sent exactly one transfer, to the treasury, of its balance less the exact fee.
+    sweeps = _sent_from(w3, set(addresses.values()), first_block)
+    assert sorted(tx["from"] for tx in sweeps) == sorted(a for a, wei in before.items() if wei), sweeps
+    for tx in sweeps:
+        receipt = w3.eth.get_transaction_receipt(tx["hash"])
+        assert tx["to"] == treasury and receipt["status"] == 1
+        assert tx["value"] + receipt["gasUsed"] * receipt["effectiveGasPrice"] == before[tx["from"]]
+    assert all(w3.eth.get_balance(a) == 0 for a in addresses.values())
+    assert w3.eth.get_balance(treasury) - treasury_before == sum(tx["value"] for tx in sweeps)
+    assert len(_events(api, namespace, "SweepConfirmed")) == 2
+    # Then the access goes; the keys stay.
+    root = openbao.client()
+    for name in addresses:
+        with pytest.raises(hvac.exceptions.InvalidPath):
+            root.auth.approle.read_role_id(f"msq-{namespace}-{name}")
+        assert root.secrets.kv.v2.read_secret_version(
+            path=f"msq-relayer/{namespace}/{name}", mount_point="secret", raise_on_deleted_version=True
+        )["data"]["data"]["value"]

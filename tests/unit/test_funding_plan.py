@@ -8,6 +8,7 @@ import datetime as dt
 import pytest
 
 from msq_operator.render.funding import (
+    TRANSFER_GAS,
     Balance,
     Blocked,
     TopUp,
@@ -16,6 +17,7 @@ from msq_operator.render.funding import (
     plan_top_up,
     sent_within,
     settle,
+    sweep_tx,
 )
 from msq_operator.resources.pool import Funding
 
@@ -93,3 +95,17 @@ def test_kept_holds_the_day_and_at_least_the_newest() -> None:
 def test_target_must_exceed_min() -> None:
     with pytest.raises(ValueError, match="targetBalance must be greater than minBalance"):
         Funding(minBalance="5", targetBalance="5", dailyCap="10")
+
+
+def test_a_sweep_leaves_exactly_nothing_behind() -> None:
+    tx = sweep_tx(2 * ETH, 3_000_000_000, 4, 31337, "0xt")
+    assert tx is not None and tx["value"] + TRANSFER_GAS * 3_000_000_000 == 2 * ETH
+    # Max fee and tip equal: the price paid per gas is exactly gas_price whatever the base fee below it.
+    assert tx["maxFeePerGas"] == tx["maxPriorityFeePerGas"] == 3_000_000_000 and tx["nonce"] == 4
+    assert sweep_tx(TRANSFER_GAS * 3_000_000_000, 3_000_000_000, 0, 1, "0xt") is None
+
+
+def test_without_eip1559_a_legacy_gas_price_is_used() -> None:
+    tx = sweep_tx(ETH, 5, 0, 56, "0xt", eip1559=False)
+    assert tx is not None and tx["gasPrice"] == 5 and "maxFeePerGas" not in tx and "type" not in tx
+    assert tx["value"] + TRANSFER_GAS * 5 == ETH

@@ -13,7 +13,6 @@ from web3.exceptions import Web3Exception
 
 from msq_operator import faults, runtime, vault
 from msq_operator.chain import ChainClient
-from msq_operator.handlers.relayer import rpc_secret_url
 from msq_operator.metrics import (
     FUNDING_STATE,
     TOP_UP_WEI,
@@ -38,6 +37,7 @@ from msq_operator.render.funding import (
 )
 from msq_operator.resources import API_VERSION, GROUP, VERSION
 from msq_operator.resources.pool import PLURAL, RelayerPoolSpec
+from msq_operator.rpc import rpc_url
 from msq_operator.signer_auth import vault_client
 
 FUNDING_INTERVAL = 5.0
@@ -78,9 +78,7 @@ class _Pass:
     def __init__(self, pool: dict[str, Any], spec: RelayerPoolSpec, current: dict[str, Any]) -> None:
         self.pool, self.spec, self.current = pool, spec, current
         self.ns, self.name = pool["metadata"]["namespace"], pool["metadata"]["name"]
-        self.out: dict[str, Any] = {k: v for k, v in current.items() if k != "inFlight"}
-        if current.get("inFlight"):
-            self.out["inFlight"] = current["inFlight"]
+        self.out: dict[str, Any] = dict(current)
 
     def write(self, state: str, message: str) -> None:
         self.out.update(state=state, message=message)
@@ -123,7 +121,7 @@ def fund_pool(pool: dict[str, Any], spec: RelayerPoolSpec) -> None:
                 message=f"treasury key generated in Vault at {mount}/{path}; fund its address {treasury}",
             )
     run.out["treasuryAddress"] = treasury
-    chain = ChainClient(rpc_secret_url(ns, spec.network) or spec.network.rpc_urls[0])
+    chain = ChainClient(rpc_url(ns, spec.network))
     try:
         _fund(run, chain, vault_c, mount, path, treasury)
     except (requests.RequestException, Web3Exception) as e:
@@ -177,7 +175,7 @@ def _fund(run: _Pass, chain: ChainClient, vault_c: hvac.Client, mount: str, path
         return
 
     nonce = chain.nonce(treasury, "pending")
-    tx = transfer_tx(plan, nonce, spec.network.chain_id, max_fee, tip)
+    tx = transfer_tx(plan, nonce, spec.network.chain_id, max_fee, tip, spec.network.eip1559)
     raw, tx_hash = vault.sign_transaction(vault_c, mount, path, tx)
     transfer = Transfer(plan.relayer, plan.to, str(plan.value), nonce, tx_hash, raw, now_rfc3339())
     run.out["inFlight"] = transfer.to_status()

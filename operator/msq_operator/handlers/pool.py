@@ -9,7 +9,6 @@ from typing import Any
 import kopf
 
 from msq_operator import runtime
-from msq_operator.handlers.relayer import rpc_secret_url
 from msq_operator.metrics import POOL_QUEUE_DEPTH, POOL_QUEUE_TARGET, POOL_REPLICAS, measured
 from msq_operator.render import gateway as gw
 from msq_operator.render import pool as render
@@ -20,6 +19,7 @@ from msq_operator.render.scaling import Member, plan_scale
 from msq_operator.resources import API_VERSION, GROUP, VERSION
 from msq_operator.resources.policy import ContractPolicySpec
 from msq_operator.resources.pool import PLURAL, RelayerPoolSpec
+from msq_operator.rpc import rpc_secret_url
 
 RECONCILE_INTERVAL = 3.0
 # A drained relayer is deleted only after the gateway has had time to reload a config without it: kubelet

@@ -12,6 +12,7 @@ import hvac.exceptions
 import kopf
 
 from msq_operator import runtime, vault
+from msq_operator.handlers import sweep
 from msq_operator.metrics import (
     CONDITION_STATUSES,
     RELAYER_BALANCE,
@@ -23,24 +24,11 @@ from msq_operator.render import relayer as render
 from msq_operator.render.conditions import get_condition, set_condition
 from msq_operator.render.meta import vault_name
 from msq_operator.resources import GROUP, VERSION
-from msq_operator.resources.common import Network
 from msq_operator.resources.relayer import PLURAL, RelayerSpec
+from msq_operator.rpc import rpc_secret_url
 from msq_operator.signer_auth import vault_client
 
 OBSERVE_INTERVAL = 5.0
-
-
-def rpc_secret_url(namespace: str, network: Network) -> str | None:
-    """The URL in `rpcUrlSecretRef`, read where it is needed so it never lands in a ConfigMap or status."""
-    ref = network.rpc_url_secret_ref
-    if ref is None:
-        return None
-    try:
-        return runtime.get().kube.read_secret(namespace, ref.name)[ref.key]
-    except (LookupError, KeyError):
-        raise kopf.TemporaryError(
-            f"spec.network.rpcUrlSecretRef: Secret {ref.name} has no key {ref.key!r}", delay=15
-        ) from None
 
 
 def _spec(spec: Any) -> RelayerSpec:
@@ -270,9 +258,16 @@ def observe_relayer(
 
 @kopf.on.delete(GROUP, VERSION, PLURAL)
 def delete_relayer(body: kopf.Body, spec: kopf.Spec, **_: Any) -> None:
-    """The AppRole and policy go; the key stays in Vault, since its address may still hold funds."""
+    """The balance goes to the treasury first where the pool sweeps (sweepOnRemove), else a Warning says
+    what stays behind; then the AppRole and policy go. The key stays in Vault either way."""
     rspec = _spec(spec)
     n = render.names_of(dict(body))
+    if rspec.sweep_to:
+        sweep.sweep_relayer(dict(body), rspec)  # holds the removal (TemporaryError) until the sweep settles
+    else:
+        left = sweep.funds_left_message(dict(body), rspec)
+        if left:
+            kopf.warn(body, reason="RemovedWithFunds", message=left)
     vault_c = vault_client(runtime.get().kube, n.namespace, rspec.signer)
     role = vault_name(n.namespace, n.relayer)
     vault.revoke_approle(vault_c, role_name=role, policy_name=role, approle_mount=rspec.signer.approle_mount)

@@ -128,20 +128,34 @@ def settle(recorded: Transfer, latest_nonce: int, receipt_status: int | None) ->
     return "InFlight"
 
 
-def transfer_tx(top_up: TopUp, nonce: int, chain_id: int, max_fee: int, tip: int) -> dict[str, Any]:
-    return {
-        "type": 2,
-        "chainId": chain_id,
-        "nonce": nonce,
-        "to": top_up.to,
-        "value": top_up.value,
-        "gas": TRANSFER_GAS,
-        "maxFeePerGas": max_fee,
-        "maxPriorityFeePerGas": tip,
-    }
+def _priced(tx: dict[str, Any], max_fee: int, tip: int, eip1559: bool) -> dict[str, Any]:
+    """EIP-1559 fees, or a legacy gas price (max_fee) on a network without them."""
+    if eip1559:
+        return {**tx, "type": 2, "maxFeePerGas": max_fee, "maxPriorityFeePerGas": tip}
+    return {**tx, "gasPrice": max_fee}
+
+
+def transfer_tx(
+    top_up: TopUp, nonce: int, chain_id: int, max_fee: int, tip: int, eip1559: bool = True
+) -> dict[str, Any]:
+    tx = {"chainId": chain_id, "nonce": nonce, "to": top_up.to, "value": top_up.value, "gas": TRANSFER_GAS}
+    return _priced(tx, max_fee, tip, eip1559)
 
 
 def kept(transfers: list[dict[str, Any]], now: dt.datetime) -> list[dict[str, Any]]:
     """The settled transfers worth keeping: the last 24 hours' (the cap needs them), at least the newest."""
     recent = [t for t in transfers if (now - parse_time(t["settledAt"])).total_seconds() < DAY_SECONDS]
     return recent if len(recent) >= KEPT_TRANSFERS else transfers[-KEPT_TRANSFERS:]
+
+
+def sweep_tx(
+    balance: int, gas_price: int, nonce: int, chain_id: int, to: str, eip1559: bool = True
+) -> dict[str, Any] | None:
+    """Everything but the fee, to `to`. The price per gas is exactly `gas_price` (legacy: the gas price;
+    EIP-1559: max fee and priority fee both, while the base fee is at most gas_price), so the fee is exactly
+    TRANSFER_GAS x gas_price and nothing is left behind. None when the balance does not cover the fee."""
+    fee = TRANSFER_GAS * gas_price
+    if balance <= fee:
+        return None
+    tx = {"chainId": chain_id, "nonce": nonce, "to": to, "value": balance - fee, "gas": TRANSFER_GAS}
+    return _priced(tx, gas_price, gas_price, eip1559)

@@ -34,6 +34,13 @@ def gateway_url(pool: dict[str, Any], spec: RelayerPoolSpec) -> str:
     return f"http://{gateway_name(meta['name'])}.{meta['namespace']}.svc:{spec.gateway.port}"
 
 
+def sweep_target(pool: dict[str, Any], spec: RelayerPoolSpec) -> str | None:
+    """Where a removed relayer's balance goes: the pool's treasury, once it exists, with sweepOnRemove."""
+    if spec.funding is None or not spec.funding.sweep_on_remove:
+        return None
+    return ((pool.get("status") or {}).get("funding") or {}).get("treasuryAddress") or None
+
+
 def build_relayer(
     pool: dict[str, Any], spec: RelayerPoolSpec, ordinal: int, *, draining: bool
 ) -> dict[str, Any]:
@@ -51,6 +58,9 @@ def build_relayer(
     }
     if spec.gateway.enabled:
         relayer_spec["webhook"] = {"url": gateway_url(pool, spec) + GATEWAY_WEBHOOK_PATH}
+    sweep_to = sweep_target(pool, spec)
+    if sweep_to:
+        relayer_spec["sweepTo"] = sweep_to
     return {
         "apiVersion": API_VERSION,
         "kind": "Relayer",

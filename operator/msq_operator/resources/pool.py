@@ -63,6 +63,7 @@ class Funding(Spec):
     min_balance: int = Field(alias="minBalance")
     target_balance: int = Field(alias="targetBalance")
     daily_cap: int = Field(alias="dailyCap")
+    sweep_on_remove: bool = Field(default=False, alias="sweepOnRemove")
 
     @model_validator(mode="after")
     def _ordered(self) -> Funding:

@@ -42,3 +42,4 @@ class RelayerSpec(Spec):
     webhook: Webhook | None = None
     paused: bool = False
     draining: bool = False
+    sweep_to: str | None = Field(default=None, alias="sweepTo")
