@@ -55,6 +55,18 @@ class LocalOverlay:
         return re.sub(r"token=\S+", f"token={HIDDEN}", text)
 
 
+class _Dumper(yaml.SafeDumper):
+    """Multi-line strings (the inline patches) as literal blocks, as a person would write them."""
+
+
+_Dumper.add_representer(
+    str,
+    lambda dumper, value: dumper.represent_scalar(
+        "tag:yaml.org,2002:str", value, style="|" if "\n" in value else None
+    ),
+)
+
+
 def _documents(name: str) -> list[dict[str, Any]]:
     return [d for d in yaml.safe_load_all((LOCAL_OVERLAY / name).read_text()) if d]
 
@@ -120,7 +132,7 @@ def write_local_overlay(directory: Path, endpoints: LocalEndpoints) -> LocalOver
         "# Written by the devstack: k8s/overlays/local with this stack's endpoints (random local ports).\n"
         f"#   kubectl apply -k {directory} -n <namespace>\n"
     )
-    body = yaml.safe_dump(build_kustomization(endpoints, directory), sort_keys=False)
+    body = yaml.dump(build_kustomization(endpoints, directory), Dumper=_Dumper, sort_keys=False)
     (directory / "kustomization.yaml").write_text(header + body)
     (directory / "kustomizeconfig.yaml").write_text((LOCAL_OVERLAY / "kustomizeconfig.yaml").read_text())
     (pool,) = _documents("relayerpool-patch.yaml")
