@@ -24,7 +24,7 @@ from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from msq_gateway import metrics
+from msq_gateway import metrics, reconcile
 from msq_gateway.chain import forwarder_nonce
 from msq_gateway.errors import ErrorBody, GatewayError, openapi_errors
 from msq_gateway.idempotency import StoredResponse, fingerprint
@@ -388,6 +388,7 @@ def create_app(config: Path | str | Snapshot | ConfigWatcher, *, watch_interval:
         snap_redis = [snap.redis_url, snap.config.redis.key_prefix]
         watcher.on_change(on_change)
         gw.tasks.append(asyncio.create_task(router.run(upstreams, lambda: watcher.current)))
+        gw.tasks.append(asyncio.create_task(reconcile.run(lambda: _svc(gw), lambda: watcher.current)))
         if watcher.interval > 0:
             gw.tasks.append(asyncio.create_task(watcher.run()))
         try:

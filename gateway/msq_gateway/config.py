@@ -371,6 +371,15 @@ class LimitsConfig(_Model):
     )
     callback_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
     callback_attempts: int = Field(default=3, ge=1, le=10)
+    unknown_reconcile_seconds: float = Field(
+        default=10.0, gt=0, le=3600, description="How often unknown outcomes are looked for at their relayer."
+    )
+    unknown_give_up_seconds: int = Field(
+        default=600,
+        ge=1,
+        le=7 * 86400,
+        description="An unknown outcome the relayer still does not have after this ends failed (never sent).",
+    )
 
 
 class GatewayConfig(_Model):

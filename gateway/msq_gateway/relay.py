@@ -36,7 +36,7 @@ from msq_gateway.relayer_client import (
 )
 from msq_gateway.routing import Router
 from msq_gateway.runtime import Client, Snapshot
-from msq_gateway.store import KNOWN, TERMINAL, TxRecord, TxStore, Update, new_id
+from msq_gateway.store import KNOWN, TERMINAL, Sent, TxRecord, TxStore, Update, new_id
 from msq_gateway.webhooks import CallbackSender
 
 log = logging.getLogger("msq_gateway.relay")
@@ -254,6 +254,9 @@ async def _relay(
                     hash=None,
                     ttl=limits.status_ttl_seconds,
                     nonce_key=nonce_key,
+                    sent=Sent(
+                        str(payload["to"]), str(payload.get("data") or "0x"), str(payload.get("value", 0))
+                    ),
                 )
                 log.error(
                     "relayer %s: outcome of %s transaction %s unknown: %s", relayer.id, kind, gid, exc.reason
@@ -262,7 +265,8 @@ async def _relay(
                 raise GatewayError(
                     "relay_outcome_unknown",
                     f"relayer {relayer.id} did not answer after receiving the transaction ({exc.reason}); "
-                    f"it may or may not be sent. It was not retried elsewhere. Record id {gid}",
+                    f"it may or may not be sent. It was not retried elsewhere; the gateway looks for it at "
+                    f"the relayer, and the status of record id {gid} (and your callback) will say",
                     None,
                     id=gid,
                 ) from None

@@ -186,6 +186,25 @@ async def get_transaction(
     return env["data"]
 
 
+async def list_transactions(
+    http: httpx.AsyncClient, relayer: RelayerTarget, page: int, per_page: int, timeout: float
+) -> list[dict[str, Any]]:
+    """One page of the relayer's transactions, newest first (as OZ lists them)."""
+    try:
+        resp = await http.get(
+            relayer.transactions_url,
+            params={"page": page, "per_page": per_page},
+            timeout=timeout,
+            headers={"Authorization": relayer.auth_header},
+        )
+    except httpx.HTTPError as exc:
+        raise RelayerError(f"relayer {relayer.id}: {type(exc).__name__}") from exc
+    env = _envelope(resp)
+    if env is None or not env["success"] or not isinstance(env.get("data"), list):
+        raise RelayerError(f"relayer {relayer.id}: HTTP {resp.status_code} listing transactions")
+    return [tx for tx in env["data"] if isinstance(tx, dict)]
+
+
 def _int_or_none(value: Any) -> int | None:
     try:
         return int(value)

@@ -54,6 +54,15 @@ return {gid, changed, cur, redis.call('HGETALL', key)}
 
 
 @dataclass(frozen=True)
+class Sent:
+    """What a submission with an unknown outcome sent, to find it at the relayer later."""
+
+    to: str
+    data: str
+    value: str
+
+
+@dataclass(frozen=True)
 class Update:
     """Outcome of a status update: the record after it, and what it was before."""
 
@@ -110,6 +119,11 @@ class TxStore:
     def _index(self, relayer_id: str, tx_id: str) -> str:
         return f"{self.prefix}:oz:{relayer_id}:{tx_id}"
 
+    @property
+    def _unknown(self) -> str:
+        """Sorted set (by creation time) of the records whose outcome is unknown."""
+        return f"{self.prefix}:unknown"
+
     async def create(
         self,
         gid: str,
@@ -122,6 +136,7 @@ class TxStore:
         hash: str | None,
         ttl: int,
         nonce_key: str | None = None,
+        sent: Sent | None = None,
     ) -> TxRecord:
         now = time.time()
         fields: dict[FieldT, EncodableT] = {
@@ -135,13 +150,47 @@ class TxStore:
             "updatedAt": repr(now),
             "nonceKey": nonce_key or "",
         }
+        if sent is not None:
+            fields.update(sentTo=sent.to, sentData=sent.data, sentValue=sent.value, ttl=str(ttl))
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(self._key(gid), mapping=fields)
             pipe.expire(self._key(gid), ttl)
             if tx_id:
                 pipe.set(self._index(relayer_id, tx_id), gid, ex=ttl)
+            if sent is not None:
+                pipe.zadd(self._unknown, {gid: now})
             await pipe.execute()
         return TxRecord(gid, kind, client, relayer_id, tx_id, status, hash, None, now, now, nonce_key)
+
+    async def unknown(self, limit: int = 100) -> list[tuple[TxRecord, Sent]]:
+        """The oldest records whose outcome is unknown, with what they sent; forgets expired ones."""
+        out = []
+        for gid in await self.redis.zrange(self._unknown, 0, limit - 1):
+            h = cast(dict[str, str], await self.redis.hgetall(self._key(gid)))
+            if not h or h.get("status") != "unknown" or h.get("txId"):
+                await self.redis.zrem(self._unknown, gid)
+                continue
+            sent = Sent(h.get("sentTo", ""), h.get("sentData", ""), h.get("sentValue", "0"))
+            out.append((TxRecord.from_hash(gid, h), sent))
+        return out
+
+    async def claim(self, gid: str, relayer_id: str, tx_id: str) -> bool:
+        """Make the relayer's transaction `tx_id` record `gid`'s, unless another record has it already."""
+        ttl = int(cast(str, await self.redis.hget(self._key(gid), "ttl")) or 7 * 86400)
+        index = self._index(relayer_id, tx_id)
+        if not await self.redis.set(index, gid, ex=ttl, nx=True) and await self.redis.get(index) != gid:
+            return False
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(self._key(gid), "txId", tx_id)
+            pipe.zrem(self._unknown, gid)
+            await pipe.execute()
+        return True
+
+    async def give_up(self, gid: str, reason: str) -> Update | None:
+        """An unknown outcome the relayer never had: the record ends `failed` with `reason`."""
+        upd = await self.update_status(gid, "failed", None, reason)
+        await self.redis.zrem(self._unknown, gid)
+        return upd
 
     async def get(self, gid: str) -> TxRecord | None:
         # The client decodes responses, so keys and values are str.

@@ -1,0 +1,169 @@
+"""Unknown outcomes reconciled on real parts (gateway, two dev relayers, Redis, anvil): a submission whose
+answer times out for real (a read timeout shorter than the relayer's answer) is found at the relayer by
+what was sent and ends in the relayer's terminal status, with the client's callback then; one the relayer
+never received ends `failed`, saying so. Nothing is sent twice."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from redis.asyncio import Redis as AsyncRedis
+
+from msq_devstack.chain import Chain
+from msq_devstack.openbao import OpenBao
+from msq_devstack.redis import Redis
+from msq_gateway.devpool import LocalPool, Samples, deploy_samples, sha256_hex
+from msq_gateway.store import Sent, TxStore, new_id
+from tests.support.gateway import CallbackReceiver, nft_mint, random_address
+
+KEY = "unknown-outcome-key-0123456789abcdef0123456789"
+SECRET = "unknown-outcome-callback-secret"
+GIVE_UP_SECONDS = 3
+
+
+@pytest.fixture(scope="module")
+def pool(
+    chain: Chain,
+    redis_server: Redis,
+    openbao: OpenBao,
+    stack_logs: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[LocalPool, Samples, CallbackReceiver]]:
+    samples = deploy_samples(chain)
+    receiver = CallbackReceiver()
+    work = tmp_path_factory.mktemp("unknown")
+    (work / "gateway" / "secrets").mkdir(parents=True)
+    (work / "gateway" / "secrets" / "callback").write_text(SECRET)
+    p = LocalPool(
+        name="unknown",
+        chain=chain,
+        redis_url=redis_server.url,
+        openbao=openbao,
+        work_dir=work,
+        log_dir=stack_logs,
+        size=2,
+        forwarder=samples.forwarder,
+        policies=[{"name": "nft", "contracts": [{"address": samples.nft, "methods": ["mint(address)"]}]}],
+        api_keys=[
+            {
+                "name": "client",
+                "sha256": sha256_hex(KEY),
+                "callbackUrl": receiver.url,
+                "callbackSecretFile": "secrets/callback",
+            }
+        ],
+        limits={"unknownReconcileSeconds": 0.5, "unknownGiveUpSeconds": GIVE_UP_SECONDS},
+    ).start()
+    try:
+        yield p, samples, receiver
+    finally:
+        p.stop()
+        receiver.stop()
+
+
+def _status(p: LocalPool, gid: str) -> dict[str, Any]:
+    return httpx.get(f"{p.url}/api/v1/relay/status/{gid}", headers={"X-API-Key": KEY}, timeout=10).json()
+
+
+def _nft_balance(chain: Chain, nft: str, owner: str) -> int:
+    call = {"to": nft, "data": "0x70a08231" + owner[2:].lower().rjust(64, "0")}
+    reply = httpx.post(
+        chain.rpc_url, json={"jsonrpc": "2.0", "id": 1, "method": "eth_call", "params": [call, "latest"]}
+    )
+    return int(reply.json()["result"], 16)
+
+
+def _wait(fn: Any, timeout: float = 60) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := fn():
+            return result
+        time.sleep(0.2)
+    raise AssertionError("not reached")
+
+
+def test_a_timed_out_submission_ends_in_the_relayers_terminal_status_with_its_callback(
+    pool: tuple[LocalPool, Samples, CallbackReceiver], chain: Chain
+) -> None:
+    p, samples, receiver = pool
+    # The relayer answers in milliseconds; a read timeout of 1 ms after the request is written makes the
+    # gateway give up on the answer while the relayer goes on and creates the transaction.
+    p.limits = {**p.limits, "relayTimeoutSeconds": 0.001}
+    p.apply()
+    unknown: list[tuple[str, str]] = []
+    try:
+        for _ in range(20):
+            owner = random_address()
+            body = {"to": samples.nft, "data": "0x" + nft_mint(owner).hex()}
+            r = httpx.post(f"{p.url}/api/v1/relay/direct", json=body, headers={"X-API-Key": KEY}, timeout=30)
+            if r.status_code == 504:
+                assert r.json()["code"] == "relay_outcome_unknown", r.text
+                unknown.append((r.json()["id"], owner))
+            if len(unknown) == 2:
+                break
+    finally:
+        p.limits = {k: v for k, v in p.limits.items() if k != "relayTimeoutSeconds"}
+        p.apply()
+    assert len(unknown) == 2, "no submission timed out"
+    for gid, owner in unknown:
+        done = _wait(lambda g=gid: (s := _status(p, g))["status"] == "confirmed" and s)
+        assert done["transactionId"] and done["hash"], done
+        assert _nft_balance(chain, samples.nft, owner) == 1  # minted once: found, not resent
+        # The client heard of it when it became known.
+        _wait(
+            lambda g=gid: any(
+                json.loads(body).get("id") == g and json.loads(body).get("status") == "confirmed"
+                for _, body in receiver.received
+            ),
+            timeout=30,
+        )
+    # Two records never claim one transaction.
+    assert len({_status(p, gid)["transactionId"] for gid, _ in unknown}) == 2
+
+
+def test_an_unknown_outcome_the_relayer_never_received_ends_failed(
+    pool: tuple[LocalPool, Samples, CallbackReceiver], redis_server: Redis
+) -> None:
+    """A submission lost before the relayer read it (the connection broke mid-request) leaves the gateway
+    with an unknown record and the relayer with nothing. That loss cannot be caused on demand, so the record
+    is written here through the gateway's own store, as the gateway writes one."""
+    p, samples, receiver = pool
+    relayer = p.relayers[0]
+    gid = new_id()
+
+    async def write() -> None:
+        redis = AsyncRedis.from_url(redis_server.url, decode_responses=True)
+        try:
+            await TxStore(redis, f"msq-gw-{p.name}").create(
+                gid,
+                kind="direct",
+                client="client",
+                relayer_id=relayer.relayer_id,
+                tx_id=None,
+                status="unknown",
+                hash=None,
+                ttl=3600,
+                sent=Sent(to=samples.nft, data="0x" + nft_mint(random_address()).hex(), value="0"),
+            )
+        finally:
+            await redis.aclose()
+
+    asyncio.run(write())
+    assert _status(p, gid)["status"] == "unknown"
+    done = _wait(lambda: (s := _status(p, gid))["status"] == "failed" and s, timeout=GIVE_UP_SECONDS + 30)
+    assert "never sent" in done["statusReason"] and relayer.relayer_id in done["statusReason"], done
+    assert not done["transactionId"]
+    _wait(
+        lambda: any(
+            json.loads(body).get("id") == gid and json.loads(body).get("status") == "failed"
+            for _, body in receiver.received
+        ),
+        timeout=30,
+    )
