@@ -37,6 +37,16 @@ POOL_QUEUE_DEPTH = Gauge(
 RELAYER_BALANCE = Gauge(
     "msq_operator_relayer_balance_wei", "Relayer balance (wei)", ["namespace", "relayer", "address"]
 )
+RELAYER_OLDEST_PENDING = Gauge(
+    "msq_operator_relayer_oldest_pending_seconds",
+    "Age of the relayer's oldest transaction not yet mined (0 when there is none)",
+    ["namespace", "relayer"],
+)
+RELAYER_NONCE = Gauge(
+    "msq_operator_relayer_nonce",
+    "Nonces of a relayer: source=chain (mined transactions of its address), source=relayer (next it assigns)",
+    ["namespace", "relayer", "source"],
+)
 RELAYER_PENDING = Gauge(
     "msq_operator_relayer_pending_transactions", "Relayer pending transactions", ["namespace", "relayer"]
 )

@@ -69,6 +69,8 @@ def backlog_keys(
 class Backlog:
     queued: int  # accepted, not yet mined: the scaling signal (status.queueDepth)
     unsettled: int | None  # accepted, not yet final (also Mined); None without an OZ status index
+    # created_at (ms since the epoch, the status index's score) of the oldest transaction not yet mined
+    oldest_pending_ms: float | None = None
 
 
 def backlog(request_queue_len: int, pending_counts: Sequence[int] | None) -> int:
@@ -139,13 +141,20 @@ class Observer:
             ids = ([relayer_id] if relayer_id else known) if known else []
             pipe = client.pipeline(transaction=True)  # one snapshot of all the sets
             pipe.llen(queue_key(prefix))
-            for key in backlog_keys(prefix, ids, UNSETTLED_STATUSES):
+            unsettled_keys = backlog_keys(prefix, ids, UNSETTLED_STATUSES)
+            for key in unsettled_keys:
                 pipe.zcard(key)
-            listed, *counts = pipe.execute()
+            for key in backlog_keys(prefix, ids, PENDING_STATUSES):
+                pipe.zrange(key, 0, 0, withscores=True)  # scored by created_at: the oldest first
+            listed, *rest = pipe.execute()
         except redis.RedisError:
             return None
         if not known:
             return Backlog(queued=backlog(listed, None), unsettled=None)
+        counts, firsts = rest[: len(unsettled_keys)], rest[len(unsettled_keys) :]
         per_status = len(UNSETTLED_STATUSES)
         queued = [c for i, c in enumerate(counts) if UNSETTLED_STATUSES[i % per_status] in PENDING_STATUSES]
-        return Backlog(queued=backlog(listed, queued), unsettled=sum(int(c) for c in counts))
+        oldest = min((float(score) for first in firsts for _, score in first), default=None)
+        return Backlog(
+            queued=backlog(listed, queued), unsettled=sum(int(c) for c in counts), oldest_pending_ms=oldest
+        )

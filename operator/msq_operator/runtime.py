@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from msq_operator.chain import ChainClient
 from msq_operator.kube_io import Kube
 from msq_operator.observe import Observer
 
@@ -15,6 +16,14 @@ class Runtime:
     # Internal autoscaler memory: (time, recommended replicas) per pool, for the scale-down window.
     recommendations: dict[str, list[tuple[float, int]]] = field(default_factory=dict)
     last_autoscale: dict[str, float] = field(default_factory=dict)
+    chains: dict[str, ChainClient] = field(default_factory=dict)
+
+    def chain(self, rpc_url: str) -> ChainClient:
+        """One long-lived client per RPC URL (its HTTP connections are reused)."""
+        client = self.chains.get(rpc_url)
+        if client is None:
+            client = self.chains[rpc_url] = ChainClient(rpc_url)
+        return client
 
 
 _runtime: Runtime | None = None

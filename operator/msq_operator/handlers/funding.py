@@ -121,7 +121,7 @@ def fund_pool(pool: dict[str, Any], spec: RelayerPoolSpec) -> None:
                 message=f"treasury key generated in Vault at {mount}/{path}; fund its address {treasury}",
             )
     run.out["treasuryAddress"] = treasury
-    chain = ChainClient(rpc_url(ns, spec.network))
+    chain = runtime.get().chain(rpc_url(ns, spec.network))
     try:
         _fund(run, chain, vault_c, mount, path, treasury)
     except (requests.RequestException, Web3Exception) as e:

@@ -5,11 +5,14 @@ from __future__ import annotations
 import base64
 import contextlib
 import secrets
+import time
 from typing import Any
 
 import hvac
 import hvac.exceptions
 import kopf
+import requests
+from web3.exceptions import Web3Exception
 
 from msq_operator import runtime, vault
 from msq_operator.handlers import sweep
@@ -17,15 +20,18 @@ from msq_operator.metrics import (
     CONDITION_STATUSES,
     RELAYER_BALANCE,
     RELAYER_CONDITION,
+    RELAYER_NONCE,
+    RELAYER_OLDEST_PENDING,
     RELAYER_PENDING,
     measured,
 )
 from msq_operator.render import relayer as render
 from msq_operator.render.conditions import get_condition, set_condition
 from msq_operator.render.meta import vault_name
+from msq_operator.render.nonce_health import nonce_health
 from msq_operator.resources import GROUP, VERSION
 from msq_operator.resources.relayer import PLURAL, RelayerSpec
-from msq_operator.rpc import rpc_secret_url
+from msq_operator.rpc import rpc_secret_url, rpc_url
 from msq_operator.signer_auth import vault_client
 
 OBSERVE_INTERVAL = 5.0
@@ -164,6 +170,8 @@ def observed_status(relayer: dict[str, Any], rspec: RelayerSpec, status: dict[st
         api_key = rt.kube.read_secret(n.namespace, n.secret)[render.SECRET_API_KEY]
     except (LookupError, KeyError):
         api_key = ""
+    # The chain's nonce before the relayer's counter (see render/nonce_health.py).
+    chain_nonce = _chain_nonce(n.namespace, rspec, str(status.get("address", "")))
     observed = rt.observer.relayer_status(endpoint, n.oz_id, api_key) if api_key else None
     out: dict[str, Any] = {"endpoint": endpoint}
     if observed is None:
@@ -215,13 +223,32 @@ def observed_status(relayer: dict[str, Any], rspec: RelayerSpec, status: dict[st
         # `confirmed` webhook is still to come (observe.UNSETTLED_STATUSES).
         if snapshot.unsettled is not None and "pending" in out:
             out["pending"] = max(out["pending"], snapshot.unsettled)
+    age = None
+    if snapshot is not None and snapshot.oldest_pending_ms is not None:
+        age = max(0.0, time.time() - snapshot.oldest_pending_ms / 1000)
+    RELAYER_OLDEST_PENDING.labels(n.namespace, n.relayer).set(age or 0)
+    relayer_nonce = observed.nonce if observed is not None else None
+    for source, value in (("chain", chain_nonce), ("relayer", relayer_nonce)):
+        if value is not None:
+            RELAYER_NONCE.labels(n.namespace, n.relayer, source).set(value)
+    health = nonce_health(chain_nonce, relayer_nonce, age, rspec.stuck_after_seconds)
+    conditions = set_condition(conditions, "NonceHealthy", *health, generation)
     out["conditions"] = _with_draining(conditions, rspec, generation)
     _export_conditions(n.namespace, n.relayer, out["conditions"])
     return out
 
 
+def _chain_nonce(namespace: str, rspec: RelayerSpec, address: str) -> int | None:
+    if not address:
+        return None
+    try:
+        return runtime.get().chain(rpc_url(namespace, rspec.network)).nonce(address)
+    except (requests.RequestException, Web3Exception, kopf.TemporaryError):
+        return None
+
+
 # The conditions alerts read (charts/.../templates/prometheusrule.yaml).
-EXPORTED_CONDITIONS = ("Ready", "Funded", "Draining")
+EXPORTED_CONDITIONS = ("Ready", "Funded", "Draining", "NonceHealthy")
 
 
 def _export_conditions(namespace: str, relayer: str, conditions: list[dict[str, Any]]) -> None:
@@ -237,8 +264,14 @@ def _forget_metrics(namespace: str, relayer: str, address: str) -> None:
         for value in CONDITION_STATUSES:
             with contextlib.suppress(KeyError):
                 RELAYER_CONDITION.remove(namespace, relayer, type_, value)
-    with contextlib.suppress(KeyError):
-        RELAYER_PENDING.remove(namespace, relayer)
+    for gauge, labels in (
+        (RELAYER_PENDING, (namespace, relayer)),
+        (RELAYER_OLDEST_PENDING, (namespace, relayer)),
+        (RELAYER_NONCE, (namespace, relayer, "chain")),
+        (RELAYER_NONCE, (namespace, relayer, "relayer")),
+    ):
+        with contextlib.suppress(KeyError):
+            gauge.remove(*labels)
     with contextlib.suppress(KeyError):
         RELAYER_BALANCE.remove(namespace, relayer, address)
 

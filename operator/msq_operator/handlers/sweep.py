@@ -34,7 +34,7 @@ def sweep_relayer(relayer: dict[str, Any], spec: RelayerSpec) -> None:
     address = status.get("address")
     if not address or not spec.sweep_to:
         return
-    chain = ChainClient(rpc_url(n.namespace, spec.network))
+    chain = runtime.get().chain(rpc_url(n.namespace, spec.network))
     recorded = status.get("sweep") or {}
     try:
         if recorded.get("result") == "Confirmed":
@@ -101,7 +101,7 @@ def funds_left_message(relayer: dict[str, Any], spec: RelayerSpec) -> str | None
         return None
     n = names_of(relayer)
     try:
-        balance = ChainClient(rpc_url(n.namespace, spec.network)).balance(address)
+        balance = runtime.get().chain(rpc_url(n.namespace, spec.network)).balance(address)
     except (requests.RequestException, Web3Exception):
         balance = int((relayer.get("status") or {}).get("balance") or 0)
     if not balance:

@@ -55,6 +55,7 @@ def build_relayer(
         "signer": spec.signer.model_dump(by_alias=True, exclude_none=True),
         "redis": {"urlSecretRef": spec.redis.url_secret_ref.model_dump(by_alias=True)},
         "draining": draining,
+        "stuckAfterSeconds": spec.relayer.stuck_after_seconds,
     }
     if spec.gateway.enabled:
         relayer_spec["webhook"] = {"url": gateway_url(pool, spec) + GATEWAY_WEBHOOK_PATH}

@@ -35,6 +35,7 @@ class RelayerTemplate(Spec):
     image: str = DEFAULT_RELAYER_IMAGE
     resources: Resources = Field(default_factory=Resources)
     policies: RelayerPolicies = Field(default_factory=RelayerPolicies)
+    stuck_after_seconds: int = Field(default=300, alias="stuckAfterSeconds")
 
 
 class RedisRef(Spec):

@@ -43,3 +43,4 @@ class RelayerSpec(Spec):
     paused: bool = False
     draining: bool = False
     sweep_to: str | None = Field(default=None, alias="sweepTo")
+    stuck_after_seconds: int = Field(default=300, alias="stuckAfterSeconds")

@@ -1,0 +1,88 @@
+"""Nonce health on a running relayer (the real OZ Relayer where built): in sequence while it works alone; a
+transaction sent with its key from outside (the chain's nonce passes the relayer's counter) turns
+NonceHealthy False with reason Drift and both nonces in the message, and the metrics show the two nonces."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from eth_account import Account
+
+from msq_devstack.chain import Chain
+from msq_devstack.kube import KubeControlPlane
+from msq_devstack.openbao import OpenBao
+from msq_devstack.redis import Redis
+from msq_devstack.scenario import PoolScenario
+from msq_devstack.stack import Stack
+
+POOL = "nonces"
+
+
+@pytest.fixture(scope="module")
+def scenario(
+    kube: KubeControlPlane,
+    openbao: OpenBao,
+    redis_server: Redis,
+    chain: Chain,
+    stack_logs: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[PoolScenario]:
+    stack = Stack(work_dir=stack_logs.parent, kube=kube, openbao=openbao, redis=redis_server, chain=chain)
+    s = PoolScenario.start(stack, f"nonce-{uuid.uuid4().hex[:6]}", tmp_path_factory.mktemp("nonce"))
+    yield s
+    s.stop()
+
+
+def _nonce_condition(s: PoolScenario, relayer: str) -> dict[str, str]:
+    conds = (s.get("relayers", relayer).get("status") or {}).get("conditions") or []
+    return next((c for c in conds if c["type"] == "NonceHealthy"), {})
+
+
+def test_a_nonce_used_behind_the_relayers_back_is_drift(scenario: PoolScenario) -> None:
+    s = scenario
+    (address,) = s.create_funded_pool(POOL, 1)
+    (relayer,) = [r["metadata"]["name"] for r in s.relayers(POOL)]
+    healthy = s.wait(
+        "NonceHealthy", lambda: (c := _nonce_condition(s, relayer)).get("status") == "True" and c
+    )
+    assert healthy["reason"] == "InSequence" and "chain nonce 0" in healthy["message"], healthy
+
+    # The same key used outside the relayer: one transfer straight to the chain.
+    assert s.stack.openbao and s.stack.chain
+    key = s.stack.openbao.client().secrets.kv.v2.read_secret_version(
+        path=f"msq-relayer/{s.namespace}/{relayer}", mount_point="secret", raise_on_deleted_version=True
+    )["data"]["data"]["value"]
+    outside = Account.from_key(key)
+    assert outside.address == address
+    tx = {
+        "chainId": s.stack.chain.chain_id,
+        "nonce": s.w3.eth.get_transaction_count(address),
+        "to": address,
+        "value": 0,
+        "gas": 21_000,
+        "maxFeePerGas": 2 * s.w3.eth.get_block("latest")["baseFeePerGas"] + 10**9,
+        "maxPriorityFeePerGas": 10**9,
+    }
+    s.w3.eth.wait_for_transaction_receipt(
+        s.w3.eth.send_raw_transaction(outside.sign_transaction(tx).raw_transaction)
+    )
+
+    drift = s.wait(
+        "Drift", lambda: (c := _nonce_condition(s, relayer)).get("reason") == "Drift" and c, timeout=60
+    )
+    assert drift["status"] == "False"
+    assert "chain nonce 1" in drift["message"] and "next nonce 0" in drift["message"], drift
+    metrics = httpx.get(s.operator.metrics_url, timeout=5).text
+    for source, value in (("chain", "1.0"), ("relayer", "0.0")):
+        line = (
+            f'msq_operator_relayer_nonce{{namespace="{s.namespace}",relayer="{relayer}",source="{source}"}}'
+        )
+        assert f"{line} {value}" in metrics, metrics[-3000:]
+    assert (
+        f'msq_operator_relayer_oldest_pending_seconds{{namespace="{s.namespace}",relayer="{relayer}"}}'
+        in metrics
+    )
