@@ -463,7 +463,11 @@ def parse_config(data: Any) -> GatewayConfig:
 
 
 def read_config_file(path: Path) -> GatewayConfig:
-    text = path.read_text()
+    return parse_config_text(path.read_text(), path)
+
+
+def parse_config_text(text: str, path: Path) -> GatewayConfig:
+    """The config in `text`, read from `path` (its suffix says JSON or YAML)."""
     try:
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:

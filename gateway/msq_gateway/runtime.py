@@ -20,7 +20,7 @@ from msq_gateway.config import (
     ConfigError,
     GatewayConfig,
     QuotaConfig,
-    read_config_file,
+    parse_config_text,
     read_secret,
     secret_files,
 )
@@ -133,13 +133,18 @@ def build_snapshot(cfg: GatewayConfig, base_dir: Path, version: str = "") -> Sna
 
 
 def load_snapshot(path: Path) -> Snapshot:
-    cfg = read_config_file(path)
-    return build_snapshot(cfg, path.parent, config_version(path, cfg))
+    # One read: the version is the hash of the very bytes parsed. Hashing a second read could label the old
+    # content with a newer file's version if the file is replaced in between, and that newer file would
+    # then never be loaded ("same version").
+    raw = path.read_bytes()
+    cfg = parse_config_text(raw.decode(), path)
+    return build_snapshot(cfg, path.parent, config_version(path, cfg, raw))
 
 
-def config_version(path: Path, cfg: GatewayConfig | None) -> str:
-    """Content hash of the config file plus its secret files, so a rotated secret is a new version too."""
-    h = hashlib.sha256(path.read_bytes())
+def config_version(path: Path, cfg: GatewayConfig | None, raw: bytes | None = None) -> str:
+    """Content hash of the config file (`raw`, as read, else read now) plus its secret files, so a rotated
+    secret is a new version too."""
+    h = hashlib.sha256(path.read_bytes() if raw is None else raw)
     if cfg is not None:
         for f in secret_files(cfg, path.parent):
             try:

@@ -535,6 +535,7 @@ def test_defaults_fill_a_minimal_pool(objs: client.CustomObjectsApi, namespace: 
         "image": "openzeppelin/openzeppelin-relayer:v1.8.0",
         "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
         "policies": {"gasLimitEstimation": True},
+        "stuckAfterSeconds": 300,
     }
     assert spec["gateway"] == {
         "enabled": True,

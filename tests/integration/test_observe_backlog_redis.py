@@ -94,15 +94,28 @@ def test_the_status_indexes_are_read_in_one_multi(redis_server: Redis, prefix: s
     )
     sent = [c["command"].split()[0] for c in seen if c["client_port"] == port]
     reads = sent[sent.index("SMEMBERS") + 1 :]
-    assert reads == ["MULTI", "LLEN", *["ZCARD"] * len(observe.UNSETTLED_STATUSES), "EXEC"]
+    counts = ["ZCARD"] * len(observe.UNSETTLED_STATUSES)
+    assert reads == ["MULTI", "LLEN", *counts, *["ZRANGE"] * len(observe.PENDING_STATUSES), "EXEC"]
 
 
 def test_mined_transactions_keep_a_draining_relayer_unsettled(redis_server: Redis, prefix: str) -> None:
     # Mined is not backlog, but its confirmed webhook is still to come: the drain must wait for it.
     _write(redis_server.url, prefix, Submitted=2, Mined=3)
     snapshot = Observer().backlog(redis_server.url, prefix, OZ_ID)
-    assert snapshot == observe.Backlog(queued=2, unsettled=5)
+    assert snapshot == observe.Backlog(queued=2, unsettled=5, oldest_pending_ms=0.0)
     # The local stand-in keeps no OZ status index: only its request list, and no unsettled count.
     stand_in = f"{prefix}:stand-in"
     _write(redis_server.url, stand_in, relayer=False, listed=4)
     assert Observer().backlog(redis_server.url, stand_in) == observe.Backlog(queued=4, unsettled=None)
+
+
+def test_the_oldest_pending_transaction_is_the_smallest_created_at_not_yet_mined(
+    redis_server: Redis, prefix: str
+) -> None:
+    # OZ scores its status indexes by created_at (ms); a Mined one is on chain and holds no nonce back.
+    with redis.Redis.from_url(redis_server.url) as client:
+        client.sadd(observe.relayer_list_key(prefix), OZ_ID)
+        for status, created_ms in (("Pending", 5_000), ("Submitted", 3_000), ("Mined", 1_000)):
+            client.zadd(observe.status_index_key(prefix, OZ_ID, status), {f"tx-{status}": created_ms})
+    snapshot = Observer().backlog(redis_server.url, prefix, OZ_ID)
+    assert snapshot is not None and snapshot.oldest_pending_ms == 3_000

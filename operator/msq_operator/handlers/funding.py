@@ -4,6 +4,7 @@ from a treasury key in Vault, each transfer exactly once (the rules are in rende
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import Any
 
 import hvac
@@ -104,31 +105,47 @@ def fund_pool(pool: dict[str, Any], spec: RelayerPoolSpec) -> None:
     if fresh is None:
         return
     run = _Pass(pool, spec, dict((fresh.get("status") or {}).get("funding") or {}))
-    vault_c = vault_client(kube, ns, spec.signer)
     mount, path = spec.signer.kv_mount, treasury_key_path(spec, ns, name)
-    if spec.funding.treasury_key_path:
-        treasury = vault.read_relayer_address(vault_c, mount, path)
+    where = f"{mount}/{path}"
+    treasury = run.current.get("treasuryAddress") if run.current.get("treasuryKeyPath") == where else None
+    if treasury is None:  # Vault is asked once per treasury key, and then only to sign
+        treasury = _treasury(run, vault_client(kube, ns, spec.signer), mount, path)
         if treasury is None:
-            run.write("TreasuryMissing", f"no key at {mount}/{path} (spec.funding.treasuryKeyPath)")
             return
-    else:
-        created = vault.read_relayer_address(vault_c, mount, path) is None
-        treasury = vault.ensure_relayer_key(vault_c, mount, path)
-        if created:
-            kopf.info(
-                pool,
-                reason="TreasuryCreated",
-                message=f"treasury key generated in Vault at {mount}/{path}; fund its address {treasury}",
-            )
-    run.out["treasuryAddress"] = treasury
+    run.out.update(treasuryAddress=treasury, treasuryKeyPath=where)
     chain = runtime.get().chain(rpc_url(ns, spec.network))
+
+    def sign(tx: dict[str, Any]) -> tuple[str, str]:
+        return vault.sign_transaction(vault_client(kube, ns, spec.signer), mount, path, tx)
+
     try:
-        _fund(run, chain, vault_c, mount, path, treasury)
+        _fund(run, chain, sign, treasury)
     except (requests.RequestException, Web3Exception) as e:
         run.write("ChainUnreachable", f"RPC {type(e).__name__}: {str(e)[:300]}")
 
 
-def _fund(run: _Pass, chain: ChainClient, vault_c: hvac.Client, mount: str, path: str, treasury: str) -> None:
+def _treasury(run: _Pass, vault_c: hvac.Client, mount: str, path: str) -> str | None:
+    """The treasury's address: an existing key at treasuryKeyPath, or one generated once."""
+    assert run.spec.funding
+    if run.spec.funding.treasury_key_path:
+        treasury = vault.read_relayer_address(vault_c, mount, path)
+        if treasury is None:
+            run.write("TreasuryMissing", f"no key at {mount}/{path} (spec.funding.treasuryKeyPath)")
+        return treasury
+    created = vault.read_relayer_address(vault_c, mount, path) is None
+    treasury = vault.ensure_relayer_key(vault_c, mount, path)
+    if created:
+        kopf.info(
+            run.pool,
+            reason="TreasuryCreated",
+            message=f"treasury key generated in Vault at {mount}/{path}; fund its address {treasury}",
+        )
+    return treasury
+
+
+def _fund(
+    run: _Pass, chain: ChainClient, sign: Callable[[dict[str, Any]], tuple[str, str]], treasury: str
+) -> None:
     spec, ns, name = run.spec, run.ns, run.name
     assert spec.funding
     treasury_wei = chain.balance(treasury)
@@ -176,7 +193,7 @@ def _fund(run: _Pass, chain: ChainClient, vault_c: hvac.Client, mount: str, path
 
     nonce = chain.nonce(treasury, "pending")
     tx = transfer_tx(plan, nonce, spec.network.chain_id, max_fee, tip, spec.network.eip1559)
-    raw, tx_hash = vault.sign_transaction(vault_c, mount, path, tx)
+    raw, tx_hash = sign(tx)
     transfer = Transfer(plan.relayer, plan.to, str(plan.value), nonce, tx_hash, raw, now_rfc3339())
     run.out["inFlight"] = transfer.to_status()
     # Recorded before it is sent: a crash from here on re-sends these same bytes, never a second transfer.
