@@ -179,6 +179,12 @@ def _tell(s: PoolScenario, stack: Stack, say: Say, work: Path, watching: list[Pr
     )
     s.wait("pool Ready", lambda: s.pool_ready(POOL), timeout=60)
     say(f"   back to 2 relayers {time.monotonic() - spike:.0f}s after the burst began")
+    treasury = s.get("relayerpools", POOL)["status"]["funding"]["treasuryAddress"]
+    swept = s.wait("sweep to the treasury", lambda: s.w3.eth.get_balance(treasury), timeout=60)
+    say(
+        f"   the removed relayer's balance went back to the pool's treasury {treasury}: "
+        f"{swept / 10**18:.4f} ETH"
+    )
     _kubectl_get(s, say, "relayers")
     hand_over(
         s,

@@ -2,8 +2,9 @@
 runs as a local process of the chosen relayer engine (the real OZ Relayer where it is built) with exactly the
 rendered env and config.json, fetching its key from OpenBao;
 the gateway runs with its rendered config. Direct and gasless transactions confirm on anvil; queue depth
-scales the pool up and, once it drops, down through a drain that loses nothing. The pool and its policy are
-the repository's k8s/overlays/local, applied with `kubectl apply -k` as a user would."""
+scales the pool up and, once it drops, down through a drain that loses nothing and sweeps the removed
+relayer's balance to the treasury. The pool and its policy are the repository's k8s/overlays/local, applied
+with `kubectl apply -k` as a user would."""
 
 from __future__ import annotations
 
@@ -200,11 +201,15 @@ def test_queue_spike_scales_up_and_drop_scales_down_without_loss(scenario: PoolS
 
     # Load has dropped: after the stabilization window the pool returns to 2, draining one relayer.
     s.wait("scale back to 2", lambda: s.get("relayerpools", POOL)["spec"]["replicas"] == 2, timeout=240)
-    draining = s.wait(
+    s.wait(
         "a draining relayer",
         lambda: [x["metadata"]["name"] for x in s.relayers(POOL) if x["spec"].get("draining")],
     )
-    # Keep sending while it drains: nothing goes to the draining relayer, nothing is lost.
+    addresses = {x["metadata"]["name"]: x["status"]["address"] for x in s.relayers(POOL)}
+    drain_block = s.w3.eth.block_number
+    # Keep sending while it drains: nothing goes to a draining relayer, nothing is lost. (This traffic may
+    # make the autoscaler take the drain back and later drain another relayer: which one goes is the pool's
+    # choice, so the test follows the pool to 2 relayers, none draining.)
     for _ in range(6):
         to = Account.create().address
         resp = gw.direct(s.contracts.nft, _calldata(_nft(s), "mint", to))
@@ -213,11 +218,30 @@ def test_queue_spike_scales_up_and_drop_scales_down_without_loss(scenario: PoolS
     try:
         s.wait(
             "drained relayer removed",
-            lambda: all(x["metadata"]["name"] not in draining for x in s.relayers(POOL)),
+            lambda: len(rs := s.relayers(POOL)) == 2 and not any(x["spec"].get("draining") for x in rs),
             timeout=240,
         )
     except TimeoutError as e:
-        raise AssertionError(f"{e}; still there: {_drain_report(s, draining)}") from None
+        raise AssertionError(f"{e}; still there: {_drain_report(s, list(addresses))}") from None
+    (removed,) = set(addresses) - {x["metadata"]["name"] for x in s.relayers(POOL)}
+    drained_address = addresses[removed]
+    # The overlay sweeps on removal: the removed relayer's balance went to the treasury, less the exact fee.
+    treasury = s.get("relayerpools", POOL)["status"]["funding"]["treasuryAddress"]
+    assert s.w3.eth.get_balance(drained_address) == 0
+    sweeps = [
+        tx
+        for n in range(drain_block, s.w3.eth.block_number + 1)
+        for tx in s.w3.eth.get_block(n, full_transactions=True)["transactions"]
+        if tx["from"] == drained_address and tx["to"] == treasury
+    ]
+    assert len(sweeps) == 1, sweeps
+    (sweep,) = sweeps
+    receipt = s.w3.eth.get_transaction_receipt(sweep["hash"])
+    mined = receipt["blockNumber"]
+    before = s.w3.eth.get_balance(drained_address, block_identifier=mined - 1)
+    assert sweep["value"] + receipt["gasUsed"] * receipt["effectiveGasPrice"] == before
+    credited = s.w3.eth.get_balance(treasury, mined) - s.w3.eth.get_balance(treasury, mined - 1)
+    assert credited == sweep["value"]
     statuses = [gw.wait(i, timeout=180)["status"] for i in sent]
     assert statuses == ["confirmed"] * len(sent)
     assert len(s.relayers(POOL)) == 2
@@ -225,7 +249,7 @@ def test_queue_spike_scales_up_and_drop_scales_down_without_loss(scenario: PoolS
     spec = s.get("relayerpools", POOL)["spec"]
     assert s.stack.openbao is not None
     kept = s.stack.openbao.client().secrets.kv.v2.read_secret_version(
-        path=f"{spec['signer']['keyPathPrefix']}/{s.namespace}/{draining[0]}",
+        path=f"{spec['signer']['keyPathPrefix']}/{s.namespace}/{removed}",
         mount_point=spec["signer"]["kvMount"],
         raise_on_deleted_version=True,
     )
