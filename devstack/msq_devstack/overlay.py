@@ -1,9 +1,9 @@
 """`k8s/overlays/local` as a user applies it (`kubectl apply -k`), with this stack's endpoints filled in.
 
 The overlay names the documented local defaults (anvil on :8545, OpenBao on :8200, Redis on :6379); the
-devstack starts each on a random port, so a small kustomization beside the overlay's copy in the work
-folder points the pool at them. It changes nothing else: the pool, the policy, the scale and the API keys
-are the overlay's own."""
+devstack starts each on a random port, so a small kustomization in the work folder, with the overlay as its
+one resource, points the pool at them. It changes nothing else: the pool, the policy, the scale and the API
+keys are the overlay's own."""
 
 from __future__ import annotations
 
@@ -114,12 +114,8 @@ def build_kustomization(endpoints: LocalEndpoints, directory: Path) -> dict[str,
         "resources": [os.path.relpath(LOCAL_OVERLAY, directory.resolve())],
         "patches": patches,
         "secretGenerator": [
-            {
-                "name": VAULT_AUTH_SECRET,
-                "behavior": "replace",
-                "literals": [f"token={endpoints.vault_token}"],
-            },
-            {"name": REDIS_SECRET, "behavior": "replace", "literals": [f"url={endpoints.redis_url}"]},
+            _replaced(VAULT_AUTH_SECRET, f"token={endpoints.vault_token}"),
+            _replaced(REDIS_SECRET, f"url={endpoints.redis_url}"),
         ],
         # The overlay's own name references, so the pool follows the replaced Secrets' new names.
         "configurations": ["kustomizeconfig.yaml"],

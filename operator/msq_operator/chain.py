@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import requests
 from web3 import Web3
-from web3.exceptions import TransactionNotFound, Web3RPCError
+from web3.exceptions import TransactionNotFound, Web3Exception, Web3RPCError
+
+from msq_operator.render.funding import Outcome, Transfer, settle
+
+# What a chain read or write raises when the RPC cannot be reached or refuses.
+RPC_ERRORS = (requests.RequestException, Web3Exception)
 
 # What nodes answer when the same signed transaction arrives again (geth, anvil, erigon, nethermind):
 # the first copy is in the pool or already mined, so a re-broadcast has nothing more to do.
@@ -44,3 +50,12 @@ class ChainClient:
         except TransactionNotFound:
             return None
         return int(receipt["status"])
+
+    def settle_recorded(self, sender: str, transfer: Transfer) -> Outcome:
+        """What became of a transfer recorded before it was sent: the sender's mined nonce is read before
+        the receipt (see render/funding.settle); while it is in flight its same signed bytes are broadcast
+        again, which the chain takes at most once."""
+        outcome = settle(transfer, self.nonce(sender, "latest"), self.receipt_status(transfer.hash))
+        if outcome == "InFlight":
+            self.send_raw(transfer.raw)
+        return outcome

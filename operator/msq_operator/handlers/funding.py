@@ -3,17 +3,16 @@ from a treasury key in Vault, each transfer exactly once (the rules are in rende
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
 import hvac
 import kopf
-import requests
-from web3.exceptions import Web3Exception
 
 from msq_operator import faults, runtime, vault
-from msq_operator.chain import ChainClient
+from msq_operator.chain import RPC_ERRORS, ChainClient
 from msq_operator.metrics import (
     FUNDING_STATE,
     TOP_UP_WEI,
@@ -33,7 +32,6 @@ from msq_operator.render.funding import (
     kept,
     plan_top_up,
     sent_within,
-    settle,
     transfer_tx,
 )
 from msq_operator.resources import API_VERSION, GROUP, VERSION
@@ -120,7 +118,7 @@ def fund_pool(pool: dict[str, Any], spec: RelayerPoolSpec) -> None:
 
     try:
         _fund(run, chain, sign, treasury)
-    except (requests.RequestException, Web3Exception) as e:
+    except RPC_ERRORS as e:
         run.write("ChainUnreachable", f"RPC {type(e).__name__}: {str(e)[:300]}")
 
 
@@ -157,10 +155,8 @@ def _fund(
     recorded = run.out.get("inFlight")
     if recorded:
         transfer = Transfer.from_status(recorded)
-        # The nonce first, then the receipt (see settle).
-        outcome = settle(transfer, chain.nonce(treasury, "latest"), chain.receipt_status(transfer.hash))
+        outcome = chain.settle_recorded(treasury, transfer)
         if outcome == "InFlight":
-            chain.send_raw(transfer.raw)  # the same signed bytes: the chain takes them at most once
             run.write(
                 "ToppingUp",
                 f"{transfer.value} wei to {transfer.relayer}: nonce {transfer.nonce}, tx {transfer.hash}",
@@ -170,7 +166,8 @@ def _fund(
         transfers = list(run.out.get("transfers") or [])
         run.out.pop("inFlight")
 
-    run.out["sentLast24h"] = str(sent_within(transfers, now))
+    sent_today = sent_within(transfers, now)
+    run.out["sentLast24h"] = str(sent_today)
     kube = runtime.get().kube
     balances = [
         Balance(c["metadata"]["name"], c["status"]["address"], chain.balance(c["status"]["address"]))
@@ -181,9 +178,7 @@ def _fund(
         (spec.funding.target_balance - spec.funding.min_balance) * len(balances)
     )
     max_fee, tip = chain.fees()
-    plan = plan_top_up(
-        spec.funding, balances, treasury_wei, TRANSFER_GAS * max_fee, sent_within(transfers, now)
-    )
+    plan = plan_top_up(spec.funding, balances, treasury_wei, TRANSFER_GAS * max_fee, sent_today)
     if plan is None:
         run.write("Funded", f"{len(balances)} relayers at or above minBalance {spec.funding.min_balance} wei")
         return
@@ -212,7 +207,7 @@ def _fund(
 
 def _settled(run: _Pass, transfer: Transfer, outcome: str) -> None:
     now = dt.datetime.now(dt.UTC)
-    done = Transfer(**{**transfer.__dict__, "raw": "", "result": outcome, "settledAt": now_rfc3339()})
+    done = dataclasses.replace(transfer, raw="", result=outcome, settledAt=now_rfc3339())
     run.out["transfers"] = kept([*(run.out.get("transfers") or []), done.to_status()], now)
     TOP_UPS.labels(run.ns, run.name, outcome.lower()).inc()
     what = f"{transfer.value} wei to {transfer.relayer} ({transfer.to}), nonce {transfer.nonce}"

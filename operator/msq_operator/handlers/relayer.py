@@ -11,10 +11,9 @@ from typing import Any
 import hvac
 import hvac.exceptions
 import kopf
-import requests
-from web3.exceptions import Web3Exception
 
 from msq_operator import runtime, vault
+from msq_operator.chain import RPC_ERRORS
 from msq_operator.handlers import sweep
 from msq_operator.metrics import (
     CONDITION_STATUSES,
@@ -243,7 +242,7 @@ def _chain_nonce(namespace: str, rspec: RelayerSpec, address: str) -> int | None
         return None
     try:
         return runtime.get().chain(rpc_url(namespace, rspec.network)).nonce(address)
-    except (requests.RequestException, Web3Exception, kopf.TemporaryError):
+    except (*RPC_ERRORS, kopf.TemporaryError):
         return None
 
 

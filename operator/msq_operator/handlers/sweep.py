@@ -8,13 +8,11 @@ from __future__ import annotations
 from typing import Any
 
 import kopf
-import requests
-from web3.exceptions import Web3Exception
 
 from msq_operator import faults, runtime, vault
-from msq_operator.chain import ChainClient
+from msq_operator.chain import RPC_ERRORS, ChainClient
 from msq_operator.render.conditions import now_rfc3339
-from msq_operator.render.funding import Transfer, settle, sweep_tx
+from msq_operator.render.funding import Transfer, sweep_tx
 from msq_operator.render.relayer import key_path, names_of
 from msq_operator.resources import API_VERSION
 from msq_operator.resources.relayer import PLURAL, RelayerSpec
@@ -41,9 +39,8 @@ def sweep_relayer(relayer: dict[str, Any], spec: RelayerSpec) -> None:
             return
         if recorded and not recorded.get("result"):
             transfer = Transfer.from_status(recorded)
-            outcome = settle(transfer, chain.nonce(address, "latest"), chain.receipt_status(transfer.hash))
+            outcome = chain.settle_recorded(address, transfer)
             if outcome == "InFlight":
-                chain.send_raw(transfer.raw)  # the same signed bytes: the chain takes them at most once
                 raise kopf.TemporaryError(f"sweep {transfer.hash} not mined yet", delay=RETRY_SECONDS)
             _write(n.namespace, n.relayer, {"result": outcome, "settledAt": now_rfc3339(), "raw": None})
             what = f"{transfer.value} wei from {address} to the treasury {transfer.to}, tx {transfer.hash}"
@@ -52,7 +49,7 @@ def sweep_relayer(relayer: dict[str, Any], spec: RelayerSpec) -> None:
                 return
             kopf.warn(relayer, reason=f"Sweep{outcome}", message=f"not moved, sweeping again: {what}")
         _send(relayer, spec, chain, address)
-    except (requests.RequestException, Web3Exception) as e:
+    except RPC_ERRORS as e:
         raise kopf.TemporaryError(f"sweep: RPC {type(e).__name__}: {str(e)[:300]}", delay=15) from None
 
 
@@ -102,7 +99,7 @@ def funds_left_message(relayer: dict[str, Any], spec: RelayerSpec) -> str | None
     n = names_of(relayer)
     try:
         balance = runtime.get().chain(rpc_url(n.namespace, spec.network)).balance(address)
-    except (requests.RequestException, Web3Exception):
+    except RPC_ERRORS:
         balance = int((relayer.get("status") or {}).get("balance") or 0)
     if not balance:
         return None
