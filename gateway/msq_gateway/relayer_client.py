@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import httpx
 
@@ -169,40 +169,48 @@ async def submit_transaction(
     return data
 
 
+async def _get_data(
+    http: httpx.AsyncClient,
+    relayer: RelayerTarget,
+    url: str,
+    timeout: float,
+    what: str,
+    kind: type,
+    params: dict[str, Any] | None = None,
+) -> Any:
+    """GET one of the relayer's resources; its envelope's `data`, which must be a `kind`."""
+    try:
+        resp = await http.get(
+            url, params=params, timeout=timeout, headers={"Authorization": relayer.auth_header}
+        )
+    except httpx.HTTPError as exc:
+        raise RelayerError(
+            f"relayer {relayer.id}: {type(exc).__name__}", refused=isinstance(exc, httpx.ConnectError)
+        ) from exc
+    env = _envelope(resp)
+    if env is None or not env["success"] or not isinstance(env.get("data"), kind):
+        raise RelayerError(f"relayer {relayer.id}: HTTP {resp.status_code} {what}")
+    return env["data"]
+
+
 async def get_transaction(
     http: httpx.AsyncClient, relayer: RelayerTarget, tx_id: str, timeout: float
 ) -> dict[str, Any]:
-    try:
-        resp = await http.get(
-            f"{relayer.transactions_url}/{tx_id}",
-            timeout=timeout,
-            headers={"Authorization": relayer.auth_header},
-        )
-    except httpx.HTTPError as exc:
-        raise RelayerError(f"relayer {relayer.id}: {type(exc).__name__}") from exc
-    env = _envelope(resp)
-    if env is None or not env["success"] or not isinstance(env.get("data"), dict):
-        raise RelayerError(f"relayer {relayer.id}: HTTP {resp.status_code} reading transaction {tx_id}")
-    return env["data"]
+    url = f"{relayer.transactions_url}/{tx_id}"
+    return cast(
+        dict[str, Any], await _get_data(http, relayer, url, timeout, f"reading transaction {tx_id}", dict)
+    )
 
 
 async def list_transactions(
     http: httpx.AsyncClient, relayer: RelayerTarget, page: int, per_page: int, timeout: float
 ) -> list[dict[str, Any]]:
     """One page of the relayer's transactions, newest first (as OZ lists them)."""
-    try:
-        resp = await http.get(
-            relayer.transactions_url,
-            params={"page": page, "per_page": per_page},
-            timeout=timeout,
-            headers={"Authorization": relayer.auth_header},
-        )
-    except httpx.HTTPError as exc:
-        raise RelayerError(f"relayer {relayer.id}: {type(exc).__name__}") from exc
-    env = _envelope(resp)
-    if env is None or not env["success"] or not isinstance(env.get("data"), list):
-        raise RelayerError(f"relayer {relayer.id}: HTTP {resp.status_code} listing transactions")
-    return [tx for tx in env["data"] if isinstance(tx, dict)]
+    params = {"page": page, "per_page": per_page}
+    data = await _get_data(
+        http, relayer, relayer.transactions_url, timeout, "listing transactions", list, params
+    )
+    return [tx for tx in data if isinstance(tx, dict)]
 
 
 def _int_or_none(value: Any) -> int | None:
@@ -213,18 +221,7 @@ def _int_or_none(value: Any) -> int | None:
 
 
 async def get_status(http: httpx.AsyncClient, relayer: RelayerTarget, timeout: float) -> RelayerStatus:
-    try:
-        resp = await http.get(
-            relayer.status_url, timeout=timeout, headers={"Authorization": relayer.auth_header}
-        )
-    except httpx.HTTPError as exc:
-        raise RelayerError(
-            f"relayer {relayer.id}: {type(exc).__name__}", refused=isinstance(exc, httpx.ConnectError)
-        ) from exc
-    env = _envelope(resp)
-    if env is None or not env["success"] or not isinstance(env.get("data"), dict):
-        raise RelayerError(f"relayer {relayer.id}: HTTP {resp.status_code} reading status")
-    data = env["data"]
+    data = await _get_data(http, relayer, relayer.status_url, timeout, "reading status", dict)
     return RelayerStatus(
         pending=_int_or_none(data.get("pending_transactions_count")) or 0,
         paused=bool(data.get("paused")),
