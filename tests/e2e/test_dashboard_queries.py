@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,9 +26,9 @@ from msq_devstack.openbao import OpenBao
 from msq_devstack.prometheus import Prometheus, start_prometheus
 from msq_devstack.redis import Redis
 from msq_devstack.scenario import DEPLOYER_KEY, PoolScenario
-from msq_devstack.stack import Stack
 from msq_devstack.tools import REPO_ROOT
 from tests.support.chart import alert_rule_groups, alert_rules, promql_metric_names, render
+from tests.support.scenario import start_scenario
 
 POOL = "payments"
 DASHBOARD = REPO_ROOT / "charts/msq-relayer-operator/files/grafana-dashboard.json"
@@ -57,8 +56,7 @@ def scraped(
     stack_logs: Path,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[PoolScenario, Prometheus]]:
-    stack = Stack(work_dir=stack_logs.parent, kube=kube, openbao=openbao, redis=redis_server, chain=chain)
-    s = PoolScenario.start(stack, f"dash-{uuid.uuid4().hex[:6]}", tmp_path_factory.mktemp("dash"))
+    s = start_scenario("dash", kube, openbao, redis_server, chain, stack_logs, tmp_path_factory)
     prom: Prometheus | None = None
     try:
         s.create("contractpolicies", s.policy_manifest("payments-contracts", {"app": POOL}))

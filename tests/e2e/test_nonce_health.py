@@ -4,37 +4,16 @@ NonceHealthy False with reason Drift and both nonces in the message, and the met
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
-
 import httpx
-import pytest
 from eth_account import Account
 
-from msq_devstack.chain import Chain
-from msq_devstack.kube import KubeControlPlane
-from msq_devstack.openbao import OpenBao
-from msq_devstack.redis import Redis
 from msq_devstack.scenario import PoolScenario
-from msq_devstack.stack import Stack
+from tests.support.scenario import scenario_fixture
 
 POOL = "nonces"
 
 
-@pytest.fixture(scope="module")
-def scenario(
-    kube: KubeControlPlane,
-    openbao: OpenBao,
-    redis_server: Redis,
-    chain: Chain,
-    stack_logs: Path,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[PoolScenario]:
-    stack = Stack(work_dir=stack_logs.parent, kube=kube, openbao=openbao, redis=redis_server, chain=chain)
-    s = PoolScenario.start(stack, f"nonce-{uuid.uuid4().hex[:6]}", tmp_path_factory.mktemp("nonce"))
-    yield s
-    s.stop()
+scenario = scenario_fixture("nonce")
 
 
 def _nonce_condition(s: PoolScenario, relayer: str) -> dict[str, str]:

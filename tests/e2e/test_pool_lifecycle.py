@@ -9,42 +9,23 @@ with `kubectl apply -k` as a user would."""
 from __future__ import annotations
 
 import time
-import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
-import pytest
 from eth_account import Account
 
 from msq_contracts.artifacts import load_artifact
-from msq_devstack.chain import ANVIL_KEYS, Chain
-from msq_devstack.kube import KubeControlPlane
-from msq_devstack.openbao import OpenBao
+from msq_devstack.chain import ANVIL_KEYS
 from msq_devstack.overlay import overlay_api_keys
-from msq_devstack.redis import Redis
 from msq_devstack.relayers import fund
 from msq_devstack.scenario import DEPLOYER_KEY, PoolScenario
-from msq_devstack.stack import Stack
+from tests.support.scenario import scenario_fixture
 
 POOL = "payments"  # the local overlay's pool
 API_KEY = overlay_api_keys()["payments-backend"]
 TARGET_PER_RELAYER = 5  # the local overlay's targetQueueDepthPerRelayer
 
 
-@pytest.fixture(scope="module")
-def scenario(
-    kube: KubeControlPlane,
-    openbao: OpenBao,
-    redis_server: Redis,
-    chain: Chain,
-    stack_logs: Path,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[PoolScenario]:
-    stack = Stack(work_dir=stack_logs.parent, kube=kube, openbao=openbao, redis=redis_server, chain=chain)
-    s = PoolScenario.start(stack, f"e2e-{uuid.uuid4().hex[:6]}", tmp_path_factory.mktemp("e2e"))
-    yield s
-    s.stop()
+scenario = scenario_fixture("e2e")
 
 
 def _token(s: PoolScenario):  # type: ignore[no-untyped-def]

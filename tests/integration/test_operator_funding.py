@@ -7,7 +7,6 @@ the same two kills. No relayer processes run: funding reads balances from the ch
 from __future__ import annotations
 
 import subprocess
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,19 +15,26 @@ import httpx
 import hvac
 import hvac.exceptions
 import pytest
-from kubernetes import client, config
+from kubernetes import client
 from web3 import Web3
 
 from msq_devstack.chain import ANVIL_KEYS, Chain
 from msq_devstack.kube import KubeControlPlane
 from msq_devstack.openbao import OpenBao
 from msq_devstack.operator import OperatorProcess
-from msq_devstack.redis import Redis
 from msq_devstack.relayers import fund
-from msq_devstack.scenario import create_pool_secrets
 from msq_operator.faults import ENV as KILL_AT
 from tests.support import manifests
-from tests.support.kube import GROUP, VERSION, apply_crds, condition, eventually, get_cr, list_cr
+from tests.support.kube import (
+    GROUP,
+    VERSION,
+    condition,
+    crds_api,
+    eventually,
+    get_cr,
+    list_cr,
+    pool_namespace_fixture,
+)
 
 ETH = 10**18
 POOL = "funded"
@@ -36,19 +42,8 @@ FORWARDER = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
 TREASURY_FUNDER = ANVIL_KEYS[4]
 
 
-@pytest.fixture(scope="module")
-def api(kube: KubeControlPlane) -> client.ApiClient:
-    a = config.new_client_from_config(config_file=str(kube.kubeconfig))
-    apply_crds(kube)
-    return a
-
-
-@pytest.fixture(scope="module")
-def namespace(api: client.ApiClient, openbao: OpenBao, redis_server: Redis) -> str:
-    ns = f"fund-{uuid.uuid4().hex[:6]}"
-    client.CoreV1Api(api).create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
-    create_pool_secrets(api, ns, openbao.root_token, redis_server.url, {"payments-service": "k" * 40})
-    return ns
+api = crds_api
+namespace = pool_namespace_fixture("fund")
 
 
 class Operators:

@@ -7,7 +7,6 @@ relayer whose pending count is unknown is never removed by a drain.
 from __future__ import annotations
 
 import base64
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,42 +15,30 @@ import hvac.exceptions
 import pytest
 import yaml
 from eth_account import Account
-from kubernetes import client, config
+from kubernetes import client
 
 from msq_devstack.kube import KubeControlPlane
 from msq_devstack.openbao import OpenBao
 from msq_devstack.operator import OperatorProcess
-from msq_devstack.redis import Redis
-from msq_devstack.scenario import create_pool_secrets
 from msq_gateway.config import parse_config
 from tests.support import manifests
 from tests.support.kube import (
     GROUP,
     VERSION,
-    apply_crds,
     condition,
+    crds_api,
     eventually,
     get_cr,
     kubectl,
     list_cr,
+    pool_namespace_fixture,
 )
 
 FORWARDER = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
 
 
-@pytest.fixture(scope="module")
-def api(kube: KubeControlPlane) -> client.ApiClient:
-    a = config.new_client_from_config(config_file=str(kube.kubeconfig))
-    apply_crds(kube)
-    return a
-
-
-@pytest.fixture(scope="module")
-def namespace(api: client.ApiClient, openbao: OpenBao, redis_server: Redis) -> str:
-    ns = f"ops-{uuid.uuid4().hex[:6]}"
-    client.CoreV1Api(api).create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
-    create_pool_secrets(api, ns, openbao.root_token, redis_server.url, {"payments-service": "k" * 40})
-    return ns
+api = crds_api
+namespace = pool_namespace_fixture("ops")
 
 
 @pytest.fixture(scope="module")

@@ -135,3 +135,27 @@ def list_cr(api: client.ApiClient, namespace: str, plural: str, selector: str = 
 
 def condition(obj: dict[str, Any], type_: str) -> dict[str, Any] | None:
     return next((c for c in (obj.get("status") or {}).get("conditions") or [] if c["type"] == type_), None)
+
+
+@pytest.fixture(scope="module")
+def crds_api(kube: KubeControlPlane) -> client.ApiClient:
+    """A module's API client, with the CRDs installed. Import it into the module to use it as `api`."""
+    a = api_client(kube)
+    apply_crds(kube)
+    return a
+
+
+def pool_namespace_fixture(prefix: str) -> Callable[..., str]:
+    """A module-scoped fixture: a namespace `<prefix>-<random>` holding the Secrets a pool made by
+    `msq_devstack.scenario.pool_manifest` refers to (Vault token, Redis URL, one gateway API key)."""
+
+    @pytest.fixture(scope="module")
+    def _namespace(api: client.ApiClient, openbao: Any, redis_server: Any) -> str:
+        ns = f"{prefix}-{uuid.uuid4().hex[:6]}"
+        client.CoreV1Api(api).create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
+        scenario.create_pool_secrets(
+            api, ns, openbao.root_token, redis_server.url, {"payments-service": "k" * 40}
+        )
+        return ns
+
+    return _namespace
