@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from msq_devrelayer.api_models import EvmTransactionRequest
-from msq_devrelayer.engine import Engine, Rejected
+from msq_devrelayer.engine import Engine, Rejected, UnknownTransaction
 from msq_devrelayer.records import STATUSES
 from msq_devrelayer.rpc import RpcError, RpcTransportError
 
@@ -160,6 +160,15 @@ def create_app(engine: Engine, api_key: str) -> FastAPI:
     async def _rejected(_: Request, exc: Rejected) -> JSONResponse:
         return error(400, str(exc))
 
+    @app.exception_handler(UnknownTransaction)
+    async def _unknown_tx(_: Request, exc: UnknownTransaction) -> JSONResponse:
+        return error(404, f"Transaction with ID {exc} not found")
+
+    @app.exception_handler(RpcTransportError)
+    async def _node_unreachable(_: Request, exc: RpcTransportError) -> JSONResponse:
+        # A replace or cancel prices at the node; OZ answers provider failures with a 500 in the envelope.
+        return error(500, f"node unreachable: {exc}")
+
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         return error(400, _validation_message(list(exc.errors())))
@@ -275,17 +284,39 @@ def create_app(engine: Engine, api_key: str) -> FastAPI:
         body, refusal = await _json_body(request)
         if refusal is not None:
             return refusal
-        relayer(relayer_id)
-        if cfg.paused:
-            # Before the body is read as a transaction: validate_active_state (models/relayer/repository.rs),
-            # RelayerPaused -> 403 "Relayer paused" (models/error/relayer.rs).
-            raise ApiError(403, "Relayer paused")
+        active_relayer(relayer_id)  # before the body is read as a transaction
         try:
             req = EvmTransactionRequest.model_validate(body)
         except ValidationError as exc:
             raise ApiError(400, _validation_message(list(exc.errors()))) from None
         rec = await engine.submit(req)
         return ok(rec.response())
+
+    def active_relayer(relayer_id: str) -> None:
+        relayer(relayer_id)
+        if cfg.paused:
+            # validate_active_state (models/relayer/repository.rs): RelayerPaused -> 403 "Relayer paused"
+            # (models/error/relayer.rs), before anything else is looked at.
+            raise ApiError(403, "Relayer paused")
+
+    @app.put("/api/v1/relayers/{relayer_id}/transactions/{transaction_id}")
+    async def replace_transaction(relayer_id: str, transaction_id: str, request: Request) -> Response:
+        # OZ's order (api/controllers/relayer.rs replace_transaction): actix's Json extractor, the relayer,
+        # paused, the body as a new transaction request, then the transaction, then its status.
+        body, refusal = await _json_body(request)
+        if refusal is not None:
+            return refusal
+        active_relayer(relayer_id)
+        try:
+            req = EvmTransactionRequest.model_validate(body)
+        except ValidationError as exc:
+            raise ApiError(400, _validation_message(list(exc.errors()))) from None
+        return ok((await engine.replace(transaction_id, req)).response())
+
+    @app.delete("/api/v1/relayers/{relayer_id}/transactions/{transaction_id}")
+    async def cancel_transaction(relayer_id: str, transaction_id: str) -> JSONResponse:
+        active_relayer(relayer_id)
+        return ok((await engine.cancel(transaction_id)).response())
 
     @app.get("/api/v1/relayers/{relayer_id}/transactions")
     async def list_transactions(relayer_id: str, request: Request) -> JSONResponse:

@@ -3,7 +3,13 @@
 
 Statuses follow OZ: `pending` (accepted, queued) -> `sent` (nonce assigned, signed, persisted) ->
 `submitted` (the node has it) -> `mined` -> `confirmed` after the network's required confirmations;
-`failed` when the node refuses it or it reverts, `expired` when `valid_until` passes before submission.
+`failed` when the node refuses it or it reverts, `expired` when `valid_until` passes before submission,
+`canceled` when a cancel takes it back before it is signed, or once the no-op a cancel put at its nonce mines.
+
+A replacement (PUT) or a cancel (DELETE) of a signed transaction keeps its nonce: the new version is signed,
+stored with every earlier hash and broadcast, and whichever of those hashes mines decides the outcome. A
+`submitted` transaction is otherwise never broadcast again (OZ bumps stuck ones after minutes; here healing
+is explicit).
 
 One process owns one relayer (its Deployment runs a single pod), so a single sender task assigns nonces
 and the in-memory view of in-flight transactions is authoritative; Redis holds everything needed to pick
@@ -14,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 import uuid
@@ -24,10 +31,11 @@ from eth_utils import to_checksum_address
 
 from msq_devrelayer.api_models import DEFAULT_SPEED, EvmTransactionRequest, parse_timestamp
 from msq_devrelayer.config import RelayerConfig
-from msq_devrelayer.fees import FeeOracle
+from msq_devrelayer.fees import FeeOracle, Fees, min_bump
 from msq_devrelayer.metrics import Metrics
 from msq_devrelayer.nonces import NonceManager
 from msq_devrelayer.records import (
+    CANCELED,
     CONFIRMED,
     EXPIRED,
     FAILED,
@@ -58,6 +66,30 @@ _NONCE_TAKEN = ("nonce too low", "replacement transaction underpriced", "nonce h
 
 class Rejected(Exception):
     """A request the relayer refuses (HTTP 400); the message says why."""
+
+
+class UnknownTransaction(Exception):
+    """No transaction with this id (HTTP 404)."""
+
+
+# The statuses OZ lets a transaction be replaced or canceled in (evm_transaction.rs cancel_transaction,
+# replace_transaction), and its refusal (utils.rs ensure_status_one_of, a ValidationError, so a 400).
+HEALABLE = (PENDING, SENT, SUBMITTED)
+CANCELED_BY_USER = "Transaction canceled by user"
+CANCELED_WITH_NOOP = "Transaction canceled by user, replacing with NOOP"
+# OZ's answer when the transaction to replace has no price of the kind the market price comes in
+# (replacement.rs calculate_replacement_price): a speed-priced one not yet signed, or a legacy-priced one on
+# an EIP-1559 relayer.
+UNBUMPABLE = "Unable to calculate sufficient price bump for speed-based replacement"
+
+
+def _refuse_status(rec: TxRecord, operation: str) -> None:
+    if rec.status not in HEALABLE:
+        expected = ", ".join(s.capitalize() for s in HEALABLE)
+        raise Rejected(
+            f"Invalid transaction state for {operation}. Current: {rec.status.capitalize()}, "
+            f"Expected one of: [{expected}]"
+        )
 
 
 # What OZ counts as pending (constants/transactions.rs PENDING_TRANSACTION_STATUSES): not `mined`.
@@ -109,6 +141,13 @@ class Engine:
         self._submitted: dict[str, TxRecord] = {}
         self._mined: dict[str, TxRecord] = {}
         self._intake_busy = False
+        # Held by whatever moves a transaction past `pending` or changes a signed one (the sender, the
+        # tracker's updates, replace and cancel), so a replacement never interleaves with a signing or a
+        # status change of the same transaction.
+        self._lock = asyncio.Lock()
+        # Pending transactions replaced or canceled since the intake may have read them: the sender reads
+        # them again from Redis instead of signing the copy it was handed.
+        self._touched: set[str] = set()
         self._last_gap_fill = 0.0
         self._tasks: list[asyncio.Task[None]] = []
         blocktime = (cfg.network.average_blocktime_ms or 1000) / 1000
@@ -116,7 +155,7 @@ class Engine:
 
     # ---- API side -------------------------------------------------------------------------------------
 
-    def _check_policies(self, req: EvmTransactionRequest) -> None:
+    def _check_policies(self, req: EvmTransactionRequest, *, balance: bool = True) -> None:
         pol = self.cfg.policies
         # `paused` is refused by the API (403) before the body is read, as OZ does.
         if (
@@ -134,7 +173,12 @@ class Engine:
                 raise Rejected(f"{name}: {value} exceeds the relayer's gas_price_cap {cap}")
         if req.max_fee_per_gas is not None and not self.cfg.network.eip1559:
             raise Rejected(f"max_fee_per_gas: network {self.cfg.network.name} has no eip1559 feature")
-        if pol.min_balance is not None and self.balance is not None and self.balance < pol.min_balance:
+        if (
+            balance
+            and pol.min_balance is not None
+            and self.balance is not None
+            and self.balance < pol.min_balance
+        ):
             raise Rejected(f"Relayer balance {self.balance} is below its min_balance {pol.min_balance}")
 
     async def submit(self, req: EvmTransactionRequest) -> TxRecord:
@@ -172,6 +216,189 @@ class Engine:
         raw = await self.redis.get(self.keys.transaction(tx_id))
         return None if raw is None else TxRecord.from_json(raw)
 
+    # ---- API side: replace and cancel ----------------------------------------------------------------
+
+    async def replace(self, tx_id: str, req: EvmTransactionRequest) -> TxRecord:
+        """OZ's replace_transaction: same nonce, `to`/`value`/`data`/`gas_limit`/`speed` from the request, and
+        prices never from it (EvmTransactionData::for_replacement clears them): the market price for the
+        speed, each fee raised to at least the minimum bump over the old one."""
+        self._check_policies(req, balance=False)
+        async with self._lock:
+            rec = await self._current(tx_id)
+            _refuse_status(rec, "replace_transaction")
+            speed = req.speed or rec.speed or DEFAULT_SPEED
+            fees = await self._replacement_fees(rec, speed)
+            to = None if req.to is None else to_checksum_address(req.to)
+            gas_limit = req.gas_limit
+            if gas_limit is None:
+                gas_limit = await self._estimate(
+                    dataclasses.replace(rec, to=to, value=req.value, data=req.data)
+                )
+            before = self._snapshot(rec)
+            rec.to = to
+            rec.value = req.value
+            rec.data = req.data
+            rec.speed = speed
+            rec.gas_limit = gas_limit
+            rec.gas_price = fees.gas_price
+            rec.max_fee_per_gas = fees.max_fee_per_gas
+            rec.max_priority_fee_per_gas = fees.max_priority_fee_per_gas
+            if rec.status == PENDING:
+                # Not signed yet: it goes out as it is now, with the nonce it is given then.
+                self._touched.add(rec.id)
+                await self._persist([rec], notify=False)
+                self._announce(rec, before.status)
+                return rec
+            await self._resign_in_place(rec, before)
+            return rec
+
+    async def cancel(self, tx_id: str) -> TxRecord:
+        """OZ's cancel_transaction: a pending transaction is canceled at once; a signed one gets a no-op
+        self-transfer at its nonce (utils.rs make_noop), keeps its status with `is_canceled`, and becomes
+        `canceled` when that no-op mines (status.rs)."""
+        async with self._lock:
+            rec = await self._current(tx_id)
+            _refuse_status(rec, "cancel_transaction")
+            if rec.status == PENDING:
+                self._touched.add(rec.id)
+                rec.status = CANCELED
+                rec.status_reason = CANCELED_BY_USER
+                await self._persist([rec])
+                return rec
+            fees = await self._noop_fees(rec)
+            before = self._snapshot(rec)
+            rec.to = self.signer.address
+            rec.value = 0
+            rec.data = "0x"
+            rec.gas_limit = NOOP_GAS
+            rec.speed = DEFAULT_SPEED
+            rec.gas_price = fees.gas_price
+            rec.max_fee_per_gas = fees.max_fee_per_gas
+            rec.max_priority_fee_per_gas = fees.max_priority_fee_per_gas
+            rec.is_canceled = True
+            rec.status_reason = CANCELED_WITH_NOOP
+            await self._resign_in_place(rec, before)
+            return rec
+
+    async def _current(self, tx_id: str) -> TxRecord:
+        """The live record: the engine's own object while it is in flight (so its loops see the change),
+        else the stored one."""
+        if tx_id in self._submitted:
+            return self._submitted[tx_id]
+        if tx_id in self._mined:
+            return self._mined[tx_id]
+        if tx_id in self._sent:
+            return self._sent[tx_id][0]
+        for rec in self._retry:
+            if rec.id == tx_id:
+                return rec
+        rec = await self.get(tx_id)
+        if rec is None:
+            raise UnknownTransaction(tx_id)
+        return rec
+
+    @staticmethod
+    def _snapshot(rec: TxRecord) -> TxRecord:
+        return dataclasses.replace(rec, hashes=list(rec.hashes))
+
+    @staticmethod
+    def _restore(rec: TxRecord, before: TxRecord) -> None:
+        for f in dataclasses.fields(TxRecord):
+            setattr(rec, f.name, getattr(before, f.name))
+
+    async def _estimate(self, rec: TxRecord) -> int:
+        try:
+            est = await self.rpc.call("eth_estimateGas", [self._call_object(rec)])
+        except RpcError as exc:
+            raise Rejected(f"gas estimation failed: {exc.message}") from None
+        return int(est, 16) * (100 + GAS_LIMIT_BUFFER_PCT) // 100
+
+    async def _replacement_fees(self, old: TxRecord, speed: str) -> Fees:
+        """replacement.rs calculate_replacement_price: the market price for `speed` (within gas_price_cap),
+        then each fee raised to the minimum bump over the old one, past the cap if need be. The kind follows
+        the old transaction; market prices of another kind cannot be compared and are refused, as in OZ."""
+        use_legacy = old.gas_price is not None or self.cfg.policies.eip1559_pricing is False
+        market = await (self.fees.eip1559 if self._use_eip1559 else self.fees.legacy)(speed)
+        if use_legacy:
+            if old.gas_price is None or market.gas_price is None:
+                raise Rejected(UNBUMPABLE)
+            return Fees(gas_price=max(market.gas_price, min_bump(old.gas_price)))
+        if (
+            old.max_fee_per_gas is None
+            or old.max_priority_fee_per_gas is None
+            or market.max_fee_per_gas is None
+            or market.max_priority_fee_per_gas is None
+        ):
+            raise Rejected(UNBUMPABLE)
+        return Fees(
+            max_fee_per_gas=max(market.max_fee_per_gas, min_bump(old.max_fee_per_gas)),
+            max_priority_fee_per_gas=max(
+                market.max_priority_fee_per_gas, min_bump(old.max_priority_fee_per_gas)
+            ),
+        )
+
+    async def _noop_fees(self, old: TxRecord) -> Fees:
+        """What OZ's resubmission prices a cancel's no-op at (price_calculator.rs calculate_bumped_gas_price
+        with force_bump): the `fast` market price or the minimum bump over the old price, whichever is
+        higher, and no gas_price_cap, so the no-op can always take the nonce."""
+        if old.max_fee_per_gas is not None and old.max_priority_fee_per_gas is not None:
+            market = await self.fees.eip1559(DEFAULT_SPEED, capped=False)
+            base = await self.fees.base_fee()
+            assert market.max_priority_fee_per_gas is not None
+            tip = max(market.max_priority_fee_per_gas, min_bump(old.max_priority_fee_per_gas))
+            max_fee = max(base, min_bump(old.max_fee_per_gas), 2 * base + tip)
+            return Fees(max_fee_per_gas=max_fee, max_priority_fee_per_gas=tip)
+        if old.gas_price is not None:
+            market = await self.fees.legacy(DEFAULT_SPEED, capped=False)
+            assert market.gas_price is not None
+            return Fees(gas_price=max(market.gas_price, min_bump(old.gas_price)))
+        raise Rejected("Transaction missing required gas price parameters")
+
+    async def _resign_in_place(self, rec: TxRecord, before: TxRecord) -> None:
+        """Sign the changed transaction at its nonce, store it with every earlier hash, then broadcast it.
+        A node that refuses it leaves the transaction as it was (the refusal is the answer); one that does
+        not answer leaves the new version stored and watched."""
+        assert rec.nonce is not None
+        try:
+            tx = self.signer.sign(self._tx_dict(rec, rec.nonce))
+        except Exception as exc:  # a field the signer cannot encode: refuse, change nothing
+            self._restore(rec, before)
+            raise Rejected(f"signing failed: {type(exc).__name__}") from None
+        self._apply_signature(rec, tx)
+        known = before.watched_hashes
+        rec.hashes = known if rec.hash in known else [*known, rec.hash]
+        # Durable before it leaves, as for a first signing: a crash from here on finds the new version.
+        await self._persist([rec], notify=False)
+        try:
+            await self.rpc.call("eth_sendRawTransaction", [rec.raw])
+        except RpcTransportError as exc:
+            log.warning("replacement of %s got no answer (%s); stored and watched", rec.id, exc)
+            if rec.status == SENT:
+                self._sent[rec.id] = (rec, time.monotonic())
+            self._announce(rec, before.status)
+            return
+        except RpcError as exc:
+            if not _matches(exc, _KNOWN):
+                self._restore(rec, before)
+                await self._persist([rec], notify=False)
+                raise Rejected(f"replacement refused by the node: {exc.message}") from None
+        rec.sent_at = now_iso()
+        if rec.status == SENT:
+            rec.status = SUBMITTED
+            self._sent.pop(rec.id, None)
+            self._retry = [r for r in self._retry if r.id != rec.id]
+        self._submitted[rec.id] = rec
+        await self._persist([rec], notify=False)
+        self._announce(rec, before.status)
+
+    def _announce(self, rec: TxRecord, previous: str) -> None:
+        """The webhook OZ sends after a replace or cancel (send_transaction_update_notification), whether
+        or not the status moved; only a status move counts in the metrics."""
+        if rec.status != previous:
+            self._notify(rec)
+        elif self.notifier is not None:
+            self.notifier.notify(rec.response())
+
     async def live_balance(self) -> int:
         try:
             self.balance = int(await self.rpc.call("eth_getBalance", [self.signer.address, "latest"]), 16)
@@ -203,11 +430,16 @@ class Engine:
             ids = []
             for chunk in _chunks(await self.redis.zrange(self.keys.by_created_at, 0, -1, desc=True), 500):
                 raws = await self.redis.mget([self.keys.transaction(i) for i in chunk])
-                ids.extend(
-                    i
-                    for i, raw in zip(chunk, raws, strict=True)
-                    if raw is not None and TxRecord.from_json(raw).status == status
-                )
+                for i, raw in zip(chunk, raws, strict=True):
+                    rec = None if raw is None else TxRecord.from_json(raw)
+                    # OZ leaves a canceled-in-progress transaction out of the active statuses' lists: it
+                    # keeps its status until its no-op mines (api/controllers/relayer.rs list_transactions).
+                    if (
+                        rec is not None
+                        and rec.status == status
+                        and not (rec.is_canceled and not rec.is_final)
+                    ):
+                        ids.append(i)
             total = len(ids)
         start = ((page - 1) * per_page) % 2**32
         end = start + per_page - 1
@@ -402,6 +634,7 @@ class Engine:
                 rec = None if raw is None else TxRecord.from_json(raw)
                 if rec is None or rec.status != PENDING:
                     stale.append(tx_id)
+                    self._touched.discard(tx_id)
                 else:
                     records.append(rec)
             if stale:
@@ -441,7 +674,10 @@ class Engine:
                 log.warning("pricing: node unreachable (%s); retrying", exc)
                 await asyncio.sleep(1)
         if failed:
-            await self._persist(failed, done_ids=[r.id for r in failed])
+            async with self._lock:
+                # One canceled or replaced meanwhile is no longer this copy's to fail.
+                failed = [r for r in failed if r.id not in self._touched]
+                await self._persist(failed, done_ids=[r.id for r in failed])
         return [r for r in records if r.status != FAILED]
 
     # ---- sender: nonce, sign, persist, broadcast ------------------------------------------------------
@@ -454,11 +690,12 @@ class Engine:
                 batch.append(await asyncio.wait_for(self._prepared.get(), timeout=0.5))
             while batch and len(batch) < SEND_BATCH and not self._prepared.empty():
                 batch.append(self._prepared.get_nowait())
-            if self._retry:
-                batch, self._retry = self._retry + batch, []
-            if batch:
-                await self._sign_and_send(batch)
-            await self._rebroadcast()
+            async with self._lock:
+                if self._retry:
+                    batch, self._retry = self._retry + batch, []
+                if batch:
+                    await self._sign_and_send(batch)
+                await self._rebroadcast()
             await self._fill_gaps()
 
     def _call_object(self, rec: TxRecord) -> dict[str, Any]:
@@ -485,11 +722,36 @@ class Engine:
             tx["gasPrice"] = rec.gas_price
         return tx
 
+    async def _refetch_touched(self, batch: list[TxRecord]) -> list[TxRecord]:
+        """The stored version of each transaction replaced or canceled after the intake read it; the ones
+        no longer pending are dropped (their queue entries still go with the batch)."""
+        out: list[TxRecord] = []
+        for rec in batch:
+            if rec.id in self._touched:
+                self._touched.discard(rec.id)
+                fresh = await self.get(rec.id)
+                if fresh is None or fresh.status != PENDING:
+                    continue
+                rec = fresh
+            out.append(rec)
+        return out
+
+    def _apply_signature(self, rec: TxRecord, tx: Any) -> None:
+        rec.hash = "0x" + tx.hash.hex()
+        rec.raw = "0x" + tx.raw_transaction.hex()
+        rec.signature = {
+            "r": f"{tx.r:064x}",
+            "s": f"{tx.s:064x}",
+            "v": tx.v,
+            "sig": f"{tx.r:064x}{tx.s:064x}{tx.v:02x}",
+        }
+
     async def _sign_and_send(self, batch: list[TxRecord]) -> None:
         now = time.time()
         signed: list[TxRecord] = []
         finished: list[TxRecord] = []
-        for rec in batch:
+        done_ids = [r.id for r in batch]
+        for rec in await self._refetch_touched(batch):
             if rec.valid_until is not None and parse_timestamp(rec.valid_until) <= now:
                 rec.status = EXPIRED
                 rec.status_reason = "valid_until passed before submission"
@@ -505,19 +767,15 @@ class Engine:
                 finished.append(rec)
                 continue
             rec.nonce = nonce
-            rec.hash = "0x" + tx.hash.hex()
-            rec.raw = "0x" + tx.raw_transaction.hex()
-            rec.signature = {
-                "r": f"{tx.r:064x}",
-                "s": f"{tx.s:064x}",
-                "v": tx.v,
-                "sig": f"{tx.r:064x}{tx.s:064x}{tx.v:02x}",
-            }
+            self._apply_signature(rec, tx)
+            # A new nonce (first signing, or again after another transaction took the nonce): no earlier
+            # hash can mine for it.
+            rec.hashes = [rec.hash]
             rec.status = SENT
             signed.append(rec)
         # Nonce state and signed bytes are durable before anything leaves: a crash from here on
         # re-broadcasts the same bytes instead of signing the nonce twice.
-        await self._persist(signed + finished, done_ids=[r.id for r in batch], nonces=True)
+        await self._persist(signed + finished, done_ids=done_ids, nonces=True)
         for rec in signed:
             self._sent[rec.id] = (rec, time.monotonic())
         await self._broadcast(signed)
@@ -639,49 +897,74 @@ class Engine:
             await asyncio.sleep(self._poll)
             if not self._submitted and not self._mined:
                 continue
-            watching = list(self._submitted.values())[:RECEIPT_BATCH]
+            # Every hash a transaction has had: after a replacement the old one may still be what mines.
+            watching: list[tuple[TxRecord, str]] = []
+            for rec in list(self._submitted.values()):
+                hashes = rec.watched_hashes
+                if watching and len(watching) + len(hashes) > RECEIPT_BATCH:
+                    break
+                watching.extend((rec, h) for h in hashes)
             try:
                 results = await self.rpc.batch(
-                    [("eth_blockNumber", []), *(("eth_getTransactionReceipt", [r.hash]) for r in watching)]
+                    [("eth_blockNumber", []), *(("eth_getTransactionReceipt", [h]) for _, h in watching)]
                 )
             except (RpcTransportError, RpcError) as exc:
                 log.warning("tracker: %s", exc)
                 continue
             if isinstance(results[0], Exception):
                 continue
-            head = int(results[0], 16)
-            changed: list[TxRecord] = []
-            events: list[dict[str, Any]] = []
-            for rec, receipt in zip(watching, results[1:], strict=True):
-                if receipt is None or isinstance(receipt, Exception):
-                    continue
-                del self._submitted[rec.id]
-                rec.raw = None
-                rec.mined_block = int(receipt["blockNumber"], 16)
-                if int(receipt.get("status", "0x1"), 16) == 1:
-                    rec.status = MINED
-                    self._mined[rec.id] = rec
+            async with self._lock:
+                await self._track(int(results[0], 16), watching, results[1:], required)
+
+    async def _track(
+        self, head: int, watching: list[tuple[TxRecord, str]], receipts: list[Any], required: int
+    ) -> None:
+        changed: list[TxRecord] = []
+        events: list[dict[str, Any]] = []
+        for (rec, tx_hash), receipt in zip(watching, receipts, strict=True):
+            if receipt is None or isinstance(receipt, Exception):
+                continue
+            if self._submitted.get(rec.id) is not rec:
+                continue  # moved on while the receipts were fetched
+            del self._submitted[rec.id]
+            rec.hash = tx_hash
+            rec.mined_to = receipt.get("to")
+            rec.raw = None
+            rec.mined_block = int(receipt["blockNumber"], 16)
+            if int(receipt.get("status", "0x1"), 16) == 1:
+                rec.status = MINED
+                self._mined[rec.id] = rec
+            else:
+                self._fail(rec, "Transaction reverted")
+            events.append(rec.response())
+            changed.append(rec)
+        for rec in list(self._mined.values()):
+            assert rec.mined_block is not None
+            # OZ's rule (domain/transaction/evm/utils.rs has_enough_confirmations): the head must be
+            # `required` blocks past the one that mined it, so with 1 the next block confirms.
+            if head >= rec.mined_block + required:
+                del self._mined[rec.id]
+                if self._noop_won(rec):
+                    # OZ's status check (status.rs): a canceled transaction whose self-send no-op mined
+                    # is canceled, with no confirmed_at; if the original won the nonce it is confirmed.
+                    rec.status = CANCELED
                 else:
-                    self._fail(rec, "Transaction reverted")
-                events.append(rec.response())
-                changed.append(rec)
-            for rec in list(self._mined.values()):
-                assert rec.mined_block is not None
-                # OZ's rule (domain/transaction/evm/utils.rs has_enough_confirmations): the head must be
-                # `required` blocks past the one that mined it, so with 1 the next block confirms.
-                if head >= rec.mined_block + required:
-                    del self._mined[rec.id]
                     rec.status = CONFIRMED
                     rec.confirmed_at = now_iso()
-                    events.append(rec.response())
-                    if rec not in changed:
-                        changed.append(rec)
-            if changed:
-                await self._persist(changed, notify=False)
-                for event in events:
-                    self.metrics.status(event["id"], event["status"], event["status_reason"])
-                    if self.notifier is not None:
-                        self.notifier.notify(event)
+                events.append(rec.response())
+                if rec not in changed:
+                    changed.append(rec)
+        if changed:
+            await self._persist(changed, notify=False)
+            for event in events:
+                self.metrics.status(event["id"], event["status"], event["status_reason"])
+                if self.notifier is not None:
+                    self.notifier.notify(event)
+
+    def _noop_won(self, rec: TxRecord) -> bool:
+        return (
+            rec.is_canceled and rec.mined_to is not None and rec.mined_to.lower() == rec.from_address.lower()
+        )
 
     # ---- sampler: balance and gauges ------------------------------------------------------------------
 

@@ -31,6 +31,12 @@ class Fees:
         return self.max_fee_per_gas is not None
 
 
+def min_bump(price: int) -> int:
+    """The least price a node takes to replace a pending transaction: OZ's calculate_min_bump, +10 % in
+    integer arithmetic and at least 1 wei (domain/transaction/evm/price_calculator.rs)."""
+    return max(price * 11 // 10, price + 1)
+
+
 class FeeOracle:
     def __init__(self, rpc: JsonRpc, gas_price_cap: int | None, ttl: float = 1.0) -> None:
         self._rpc = rpc
@@ -70,18 +76,24 @@ class FeeOracle:
                     self._rewards[pct] = sum(values) // len(values) if values else 0
             self._at = time.monotonic()
 
-    async def eip1559(self, speed: str) -> Fees:
+    async def base_fee(self) -> int:
+        await self._refresh()
+        return self._base_fee
+
+    async def eip1559(self, speed: str, *, capped: bool = True) -> Fees:
+        """Market fees for `speed`; `capped=False` ignores `gas_price_cap`, as OZ does for a cancel's no-op so
+        that it can always outbid the transaction it replaces."""
         await self._refresh()
         tip = self._rewards.get(_PERCENTILES[speed], 0) or self._suggested_tip
         max_fee = 2 * self._base_fee + tip
-        if self._cap is not None:
+        if capped and self._cap is not None:
             max_fee = min(max_fee, self._cap)
             tip = min(tip, max_fee)
         return Fees(max_fee_per_gas=max_fee, max_priority_fee_per_gas=tip)
 
-    async def legacy(self, speed: str) -> Fees:
+    async def legacy(self, speed: str, *, capped: bool = True) -> Fees:
         await self._refresh()
         price = int(self._gas_price * _LEGACY_MULTIPLIER[speed])
-        if self._cap is not None:
+        if capped and self._cap is not None:
             price = min(price, self._cap)
         return Fees(gas_price=price)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 PENDING = "pending"
@@ -49,6 +49,19 @@ class TxRecord:
     raw: str | None = None
     signature: dict[str, Any] | None = None
     mined_block: int | None = None
+    # Every hash signed for the nonce (replacements, cancel no-ops): any of them may be the one that mines,
+    # so the tracker asks for all their receipts (OZ keeps the same list, `hashes`, out of its response).
+    hashes: list[str] = field(default_factory=list)
+    # Set by a cancel of a signed transaction: it stays active until its no-op (or the original) mines.
+    is_canceled: bool = False
+    # `to` of the transaction that mined, which says whether a cancel's no-op or the original won the nonce.
+    mined_to: str | None = None
+
+    @property
+    def watched_hashes(self) -> list[str]:
+        if self.hashes:
+            return self.hashes
+        return [] if self.hash is None else [self.hash]  # records stored before `hashes` existed
 
     def to_json(self) -> str:
         return json.dumps({name: getattr(self, name) for name in _FIELDS}, separators=(",", ":"))
@@ -64,8 +77,8 @@ class TxRecord:
 
     def response(self) -> dict[str, Any]:
         """OZ's EvmTransactionResponse. Absent optional values are left out (OZ's OpenAPI types them as
-        non-nullable strings); the nullable ones (`status_reason`, `gas_limit`, `signature`, `speed`) are
-        always present."""
+        non-nullable strings); the nullable ones (`status_reason`, `gas_limit`, `signature`, `speed`) and
+        `is_canceled` (OZ sets it on every record it creates) are always present."""
         out: dict[str, Any] = {
             "id": self.id,
             "status": self.status,
@@ -78,6 +91,7 @@ class TxRecord:
             "gas_limit": self.gas_limit,
             "signature": self.signature,
             "speed": self.speed,
+            "is_canceled": self.is_canceled,
         }
         optional = {
             "hash": self.hash,

@@ -71,7 +71,9 @@ def pool_manifest(
     labels: dict[str, str] | None = None,
     routing: str = "RoundRobin",
     funding: dict[str, str] | None = None,
+    relayer: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """`relayer` is the pool's relayer template (spec.relayer), left to the CRD's defaults when None."""
     spec: dict[str, Any] = {
         "network": {"name": "anvil", "chainId": chain_id, "rpcUrls": [rpc_url], "requiredConfirmations": 1},
         "replicas": replicas,
@@ -90,6 +92,8 @@ def pool_manifest(
         spec["autoscaling"] = autoscaling
     if funding:
         spec["funding"] = funding
+    if relayer:
+        spec["relayer"] = relayer
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "RelayerPool",
@@ -192,6 +196,7 @@ class PoolScenario:
         autoscaling: dict[str, Any] | None = None,
         routing: str = "RoundRobin",
         funding: dict[str, str] | None = None,
+        relayer: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         assert self.stack.openbao and self.stack.chain
         return pool_manifest(
@@ -204,6 +209,7 @@ class PoolScenario:
             autoscaling=autoscaling,
             routing=routing,
             funding=funding,
+            relayer=relayer,
         )
 
     def policy_manifest(self, name: str, pool_labels: dict[str, str]) -> dict[str, Any]:
@@ -258,10 +264,13 @@ class PoolScenario:
         autoscaling: dict[str, Any] | None = None,
         ready_timeout: float = 180,
         funding: dict[str, str] | None = None,
+        relayer: dict[str, Any] | None = None,
     ) -> list[str]:
         """Create a pool, wait for its relayers' keys, fund them and wait for the pool to be Ready; returns
         the funded addresses."""
-        body = self.pool_manifest(name, replicas=replicas, autoscaling=autoscaling, funding=funding)
+        body = self.pool_manifest(
+            name, replicas=replicas, autoscaling=autoscaling, funding=funding, relayer=relayer
+        )
         self.create("relayerpools", body)
         return self.fund_when_keyed(name, ready_timeout)
 

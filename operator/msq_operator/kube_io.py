@@ -104,6 +104,14 @@ class Kube:
         )
         self.writes += 1
 
+    def patch_annotations(
+        self, api_version: str, plural: str, namespace: str, name: str, annotations: dict[str, str]
+    ) -> None:
+        group, version = api_version.split("/")
+        body = {"metadata": {"annotations": annotations}}
+        self.custom.patch_namespaced_custom_object(group, version, namespace, plural, name, body)
+        self.writes += 1
+
     def patch_spec(
         self, api_version: str, plural: str, namespace: str, name: str, spec: dict[str, Any]
     ) -> None:

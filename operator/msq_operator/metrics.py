@@ -91,4 +91,9 @@ TOP_UPS = Counter(
     "Treasury top-ups by outcome: sent, confirmed, failed (reverted), dropped (nonce used elsewhere)",
     ["namespace", "pool", "result"],
 )
+NONCE_HEAL_ATTEMPTS = Counter(
+    "msq_operator_nonce_heal_attempts_total",
+    "Healing attempts on stuck transactions by action (Replace, Cancel), counted before the relayer is asked",
+    ["namespace", "relayer", "action"],
+)
 TOP_UP_WEI = Counter("msq_operator_top_up_wei_total", "Wei moved by confirmed top-ups", ["namespace", "pool"])

@@ -71,6 +71,7 @@ class Backlog:
     unsettled: int | None  # accepted, not yet final (also Mined); None without an OZ status index
     # created_at (ms since the epoch, the status index's score) of the oldest transaction not yet mined
     oldest_pending_ms: float | None = None
+    oldest_pending_id: str | None = None  # its transaction id, the one healing acts on
 
 
 def backlog(request_queue_len: int, pending_counts: Sequence[int] | None) -> int:
@@ -154,7 +155,10 @@ class Observer:
         counts, firsts = rest[: len(unsettled_keys)], rest[len(unsettled_keys) :]
         per_status = len(UNSETTLED_STATUSES)
         queued = [c for i, c in enumerate(counts) if UNSETTLED_STATUSES[i % per_status] in PENDING_STATUSES]
-        oldest = min((float(score) for first in firsts for _, score in first), default=None)
+        oldest = min(((float(score), member) for first in firsts for member, score in first), default=None)
         return Backlog(
-            queued=backlog(listed, queued), unsettled=sum(int(c) for c in counts), oldest_pending_ms=oldest
+            queued=backlog(listed, queued),
+            unsettled=sum(int(c) for c in counts),
+            oldest_pending_ms=None if oldest is None else oldest[0],
+            oldest_pending_id=None if oldest is None else decode_ids([oldest[1]])[0],
         )

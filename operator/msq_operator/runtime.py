@@ -17,6 +17,16 @@ class Runtime:
     recommendations: dict[str, list[tuple[float, int]]] = field(default_factory=dict)
     last_autoscale: dict[str, float] = field(default_factory=dict)
     chains: dict[str, ChainClient] = field(default_factory=dict)
+    # Per relayer: its address's chain nonce and since when it has been that (for NonceHealthy's Stuck).
+    chain_nonce_since: dict[str, tuple[int, float]] = field(default_factory=dict)
+
+    def unchanged_for(self, key: str, nonce: int, now: float) -> float:
+        """Seconds the chain nonce under `key` has been `nonce`: 0 when it just moved (or on first sight)."""
+        seen = self.chain_nonce_since.get(key)
+        if seen is None or seen[0] != nonce:
+            self.chain_nonce_since[key] = (nonce, now)
+            return 0.0
+        return now - seen[1]
 
     def chain(self, rpc_url: str) -> ChainClient:
         """One long-lived client per RPC URL (its HTTP connections are reused)."""

@@ -19,6 +19,7 @@ import hashlib
 import hmac
 import json
 import re
+import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -565,7 +566,7 @@ def test_transfer_record(subject: Subject) -> None:
 
 
 def test_transaction_fields_are_ozs(subject: Subject, request: pytest.FixtureRequest) -> None:
-    known_difference(request, "absent optional fields left out instead of null; no is_canceled")
+    known_difference(request, "absent optional fields left out instead of null")
     final = subject.transfer().wait()
     accepted = subject.transfer().accepted
     assert set(final) == EVM_TX_FIELDS
@@ -838,6 +839,173 @@ def test_responses_match_ozs_openapi_document(subject: Subject, openapi: Registr
     ]
     for schema, resp in cases:
         check_schema(openapi, schema, strip_nulls(json_body(resp)))
+
+
+# ---- healing: replace (PUT) and cancel (DELETE) a transaction -----------------------------------------
+
+HEALABLE = "[Pending, Sent, Submitted]"
+CANCELED_WITH_NOOP = "Transaction canceled by user, replacing with NOOP"
+
+
+def min_bump(price: int) -> int:
+    """OZ's calculate_min_bump (domain/transaction/evm/price_calculator.rs): +10 %, at least 1 wei."""
+    return max(price * 11 // 10, price + 1)
+
+
+def fresh_address() -> str:
+    return "0x" + secrets.token_hex(20)
+
+
+def balance_of(subject: Subject, address: str) -> int:
+    return int(rpc(subject.chain, "eth_getBalance", [address, "latest"]), 16)
+
+
+def submitted_while_congested(subject: Subject, body: dict[str, Any]) -> dict[str, Any]:
+    """Submit with mining paused and wait until the relayer reports it `submitted` (OZ: about 1 s)."""
+    tx_id = subject.submit(body)["id"]
+    return wait_for(
+        f"{tx_id} submitted",
+        lambda: (d := subject.transaction(tx_id))["status"] == "submitted" and d,
+        timeout=20,
+        interval=0.2,
+    )
+
+
+def wait_broadcast(subject: Subject, tx_id: str, to: str) -> dict[str, Any]:
+    """Wait until the node holds the transaction's current version, sent to `to`. OZ answers a replace or a
+    cancel before it broadcasts anything: a resubmit job signs and sends the new version afterwards
+    (evm_transaction.rs replace_transaction, cancel_transaction), so mining must stay paused until then, or
+    the original mines first."""
+
+    def pooled() -> dict[str, Any] | None:
+        record = subject.transaction(tx_id)
+        node_tx = record["hash"] and rpc(subject.chain, "eth_getTransactionByHash", [record["hash"]])
+        return record if node_tx and (node_tx.get("to") or "").lower() == to.lower() else None
+
+    return wait_for(f"{tx_id} broadcast to {to}", pooled, timeout=20, interval=0.2)
+
+
+def wait_final(subject: Subject, tx_id: str, timeout: float = CONFIRM_TIMEOUT) -> dict[str, Any]:
+    return wait_for(
+        f"{tx_id} final",
+        lambda: (d := subject.transaction(tx_id))["status"] in FINAL and d,
+        timeout=timeout,
+        interval=0.2,
+    )
+
+
+def test_healing_an_unknown_transaction_is_a_404(subject: Subject) -> None:
+    url = f"{subject.base}/transactions/no-such-transaction"
+    for resp in (subject.http.put(url, json=TRANSFER), subject.http.delete(url)):
+        assert resp.status_code == 404
+        env = json_body(resp)
+        assert env["success"] is False and env.get("data") is None
+        assert env["error"] == "Transaction with ID no-such-transaction not found"
+
+
+def test_healing_a_final_transaction_is_refused(subject: Subject) -> None:
+    final = subject.transfer().wait()
+    assert final["status"] == "confirmed"
+    url = f"{subject.base}/transactions/{final['id']}"
+    put, delete = subject.http.put(url, json=TRANSFER), subject.http.delete(url)
+    # ensure_status_one_of (domain/transaction/evm/utils.rs): a ValidationError, so a 400.
+    for resp, op in ((put, "replace_transaction"), (delete, "cancel_transaction")):
+        assert resp.status_code == 400, resp.text
+        env = json_body(resp)
+        assert env["success"] is False and env.get("data") is None
+        assert env["error"] == (
+            f"Invalid transaction state for {op}. Current: Confirmed, Expected one of: {HEALABLE}"
+        )
+    assert subject.transaction(final["id"]) == final
+
+
+@pytest.mark.parametrize("case", list(BAD_BODIES))
+def test_replace_reads_the_body_as_a_new_transaction(subject: Subject, case: str) -> None:
+    # Before the transaction is looked up (api/controllers/relayer.rs replace_transaction).
+    resp = subject.http.put(f"{subject.base}/transactions/no-such-transaction", json=BAD_BODIES[case])
+    assert resp.status_code == 400, resp.text
+    env = json_body(resp)
+    assert env["success"] is False and isinstance(env["error"], str) and env["error"]
+
+
+def test_replace_body_goes_through_the_json_extractor(subject: Subject) -> None:
+    url = f"{subject.base}/transactions/no-such-transaction"
+    text = subject.http.put(url, content=json.dumps(TRANSFER), headers={"Content-Type": "text/plain"})
+    broken = subject.http.put(url, content=b"{", headers={"Content-Type": "application/json"})
+    assert (text.status_code, text.text) == (400, "Content type error")
+    assert broken.status_code == 400 and broken.text.startswith("Json deserialize error: "), broken.text
+
+
+def test_replace_of_a_submitted_transaction(subject: Subject) -> None:
+    first_to, second_to = fresh_address(), fresh_address()
+    with subject.chain.congested():
+        old = submitted_while_congested(subject, {**TRANSFER, "to": first_to})
+        resp = subject.http.put(
+            f"{subject.base}/transactions/{old['id']}",
+            json={"to": second_to, "value": 2, "data": "0x", "gas_limit": 21_000, "speed": "fast"},
+        )
+        assert resp.status_code == 200, resp.text
+        body = json_body(resp)
+        assert body["success"] is True
+        new = body["data"]
+        sent = wait_broadcast(subject, old["id"], second_to)
+    print(
+        f"{subject.engine}: replace answered {new['status']}, hash {old['hash']} -> {new['hash']}, "
+        f"broadcast {sent['hash']}"
+    )
+    assert new["id"] == old["id"] and new["nonce"] == old["nonce"]
+    assert new["status"] == "submitted" and new["is_canceled"] is False
+    assert new["to"].lower() == second_to and int(new["value"], 0) == 2 and new["gas_limit"] == 21_000
+    assert new["hash"] != old["hash"]
+    # Market price for the speed, each fee at least the minimum bump over the old one (replacement.rs).
+    assert int(new["max_fee_per_gas"]) >= min_bump(int(old["max_fee_per_gas"]))
+    assert int(new["max_priority_fee_per_gas"]) >= min_bump(int(old["max_priority_fee_per_gas"]))
+    final = wait_final(subject, old["id"])
+    assert final["status"] == "confirmed", final
+    mined = rpc(subject.chain, "eth_getTransactionByHash", [final["hash"]])
+    assert int(mined["nonce"], 16) == old["nonce"] and mined["to"].lower() == second_to
+    assert balance_of(subject, second_to) == 2 and balance_of(subject, first_to) == 0
+    # The change itself is announced (send_transaction_update_notification after the replace).
+    wait_for(
+        "a webhook with the replacement",
+        lambda: any(
+            (e["payload"].get("to") or "").lower() == second_to and e["payload"]["status"] != "confirmed"
+            for *_, e in subject.receiver.for_tx(old["id"])
+        ),
+        timeout=20,
+    )
+
+
+def test_cancel_of_a_submitted_transaction(subject: Subject) -> None:
+    to = fresh_address()
+    with subject.chain.congested():
+        old = submitted_while_congested(subject, {**TRANSFER, "to": to, "value": 12_345})
+        resp = subject.http.delete(f"{subject.base}/transactions/{old['id']}")
+        assert resp.status_code == 200, resp.text
+        noop = json_body(resp)["data"]
+        sent = wait_broadcast(subject, old["id"], subject.address)
+    print(
+        f"{subject.engine}: cancel answered hash {noop['hash']} (was {old['hash']}), broadcast {sent['hash']}"
+    )
+    # prepare_noop_update_request / make_noop (domain/transaction/evm/status.rs, utils.rs): a 21000-gas
+    # self-transfer of nothing at the same nonce; the transaction stays `submitted` until it mines.
+    assert noop["id"] == old["id"] and noop["nonce"] == old["nonce"]
+    assert noop["status"] == "submitted" and noop["is_canceled"] is True
+    assert noop["status_reason"] == CANCELED_WITH_NOOP
+    assert noop["to"].lower() == subject.address.lower() and int(noop["value"], 0) == 0
+    assert noop["data"] == "0x" and noop["gas_limit"] == 21_000 and noop["speed"] == "fast"
+    final = wait_final(subject, old["id"])
+    assert final["status"] == "canceled", final
+    assert final["is_canceled"] is True and final.get("confirmed_at") is None
+    assert final["status_reason"] == CANCELED_WITH_NOOP
+    mined = rpc(subject.chain, "eth_getTransactionByHash", [final["hash"]])
+    assert int(mined["nonce"], 16) == old["nonce"] and mined["to"].lower() == subject.address.lower()
+    assert balance_of(subject, to) == 0
+    again = subject.http.delete(f"{subject.base}/transactions/{old['id']}")
+    assert again.status_code == 400
+    assert json_body(again)["error"] == (
+        f"Invalid transaction state for cancel_transaction. Current: Canceled, Expected one of: {HEALABLE}"
+    )
 
 
 # ---- last, because on OZ it wedges the relayer: a malformed `to` ---------------------------------------

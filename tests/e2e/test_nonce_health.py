@@ -1,16 +1,23 @@
 """Nonce health on a running relayer (the real OZ Relayer where built): in sequence while it works alone; a
 transaction sent with its key from outside (the chain's nonce passes the relayer's counter) turns
-NonceHealthy False with reason Drift and both nonces in the message, and the metrics show the two nonces."""
+NonceHealthy False with reason Drift and both nonces in the message, and the metrics show the two nonces.
+With healing on, the operator heals it by restarting the relayer once for that chain nonce (both engines
+take the chain's nonce as their counter's floor at start): the condition is back to InSequence and the next
+transaction confirms (without the restart, OZ signs it with the used nonce and fails it as "consumed
+externally")."""
 
 from __future__ import annotations
 
 import httpx
 from eth_account import Account
+from kubernetes import client
 
 from msq_devstack.scenario import PoolScenario
-from tests.support.scenario import scenario_fixture
+from msq_operator.resources import GROUP, VERSION
+from tests.support.scenario import relayer_client, scenario_fixture
 
 POOL = "nonces"
+FINAL = {"confirmed", "failed", "canceled", "expired"}
 
 
 scenario = scenario_fixture("nonce")
@@ -23,7 +30,8 @@ def _nonce_condition(s: PoolScenario, relayer: str) -> dict[str, str]:
 
 def test_a_nonce_used_behind_the_relayers_back_is_drift(scenario: PoolScenario) -> None:
     s = scenario
-    (address,) = s.create_funded_pool(POOL, 1)
+    # Healing off at first, so the drift stays to be read; switched on for the pool further down.
+    (address,) = s.create_funded_pool(POOL, 1, relayer={"healing": {"enabled": False}})
     (relayer,) = [r["metadata"]["name"] for r in s.relayers(POOL)]
     healthy = s.wait(
         "NonceHealthy", lambda: (c := _nonce_condition(s, relayer)).get("status") == "True" and c
@@ -65,3 +73,29 @@ def test_a_nonce_used_behind_the_relayers_back_is_drift(scenario: PoolScenario) 
         f'msq_operator_relayer_oldest_pending_seconds{{namespace="{s.namespace}",relayer="{relayer}"}}'
         in metrics
     )
+
+    assert "healing is off" in drift["message"], drift
+    client.CustomObjectsApi(s.api).patch_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        s.namespace,
+        "relayerpools",
+        POOL,
+        {"spec": {"relayer": {"healing": {"enabled": True}}}},
+    )
+    s.wait("InSequence", lambda: _nonce_condition(s, relayer).get("reason") == "InSequence", timeout=120)
+    resynced = s.get("relayers", relayer)["metadata"]["annotations"]["healing.msq.io/nonce-resync"]
+    assert resynced == "1", resynced
+    api, path = relayer_client(s, s.get("relayers", relayer))
+    with api:
+        to = s.w3.eth.account.create().address
+        sent = api.post(path, json={"to": to, "value": 1, "data": "0x", "gas_limit": 21_000, "speed": "fast"})
+        assert sent.status_code == 200, sent.text
+        tx_id = sent.json()["data"]["id"]
+        done = s.wait(
+            "the next transaction final",
+            lambda: (t := api.get(f"{path}/{tx_id}").json()["data"])["status"] in FINAL and t,
+            timeout=180,
+        )
+    assert done["status"] == "confirmed" and s.w3.eth.get_balance(to) == 1, done
+    assert s.w3.eth.get_transaction(done["hash"])["nonce"] == 1

@@ -536,6 +536,7 @@ def test_defaults_fill_a_minimal_pool(objs: client.CustomObjectsApi, namespace: 
         "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
         "policies": {"gasLimitEstimation": True},
         "stuckAfterSeconds": 300,
+        "healing": {"enabled": True, "replaceAttempts": 3, "cancel": True, "retryAfterSeconds": 60},
     }
     assert spec["gateway"] == {
         "enabled": True,

@@ -102,7 +102,9 @@ def test_mined_transactions_keep_a_draining_relayer_unsettled(redis_server: Redi
     # Mined is not backlog, but its confirmed webhook is still to come: the drain must wait for it.
     _write(redis_server.url, prefix, Submitted=2, Mined=3)
     snapshot = Observer().backlog(redis_server.url, prefix, OZ_ID)
-    assert snapshot == observe.Backlog(queued=2, unsettled=5, oldest_pending_ms=0.0)
+    assert snapshot == observe.Backlog(
+        queued=2, unsettled=5, oldest_pending_ms=0.0, oldest_pending_id="tx-Submitted-0"
+    )
     # The local stand-in keeps no OZ status index: only its request list, and no unsettled count.
     stand_in = f"{prefix}:stand-in"
     _write(redis_server.url, stand_in, relayer=False, listed=4)
@@ -119,3 +121,4 @@ def test_the_oldest_pending_transaction_is_the_smallest_created_at_not_yet_mined
             client.zadd(observe.status_index_key(prefix, OZ_ID, status), {f"tx-{status}": created_ms})
     snapshot = Observer().backlog(redis_server.url, prefix, OZ_ID)
     assert snapshot is not None and snapshot.oldest_pending_ms == 3_000
+    assert snapshot.oldest_pending_id == "tx-Submitted"  # the one healing acts on

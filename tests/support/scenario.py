@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import base64
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
+from kubernetes import client
 
 from msq_devstack.chain import Chain
 from msq_devstack.kube import KubeControlPlane
@@ -14,6 +18,7 @@ from msq_devstack.openbao import OpenBao
 from msq_devstack.redis import Redis
 from msq_devstack.scenario import PoolScenario
 from msq_devstack.stack import Stack
+from msq_operator.render.relayer import SECRET_API_KEY, endpoint, names_of
 
 
 def start_scenario(
@@ -48,3 +53,12 @@ def scenario_fixture(prefix: str) -> Callable[..., Iterator[PoolScenario]]:
         s.stop()
 
     return _scenario
+
+
+def relayer_client(s: PoolScenario, relayer: dict[str, Any]) -> tuple[httpx.Client, str]:
+    """An HTTP client on the relayer's own API (its key from its Secret) and its transactions path."""
+    n = names_of(relayer)
+    secret = client.CoreV1Api(s.api).read_namespaced_secret(n.secret, s.namespace)
+    key = base64.b64decode(secret.data[SECRET_API_KEY]).decode()
+    c = httpx.Client(base_url=endpoint(relayer), timeout=30, headers={"Authorization": f"Bearer {key}"})
+    return c, f"/api/v1/relayers/{n.oz_id}/transactions"

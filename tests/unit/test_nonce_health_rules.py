@@ -18,7 +18,14 @@ def test_the_chain_ahead_of_the_relayer_is_drift() -> None:
 
 def test_an_old_pending_transaction_is_stuck_and_names_the_nonce_it_holds() -> None:
     status, reason, message = nonce_health(4, 6, 301.0, 300)
-    assert (status, reason) == ("False", "Stuck") and "holds nonce 4" in message and "301s" in message
+    assert (status, reason) == ("False", "Stuck") and "nonce 4 holds" in message and "301s" in message
+
+
+def test_a_chain_that_keeps_taking_transactions_is_not_stuck() -> None:
+    # An old backlog, but the chain's nonce moved 10 s ago: busy, not stuck.
+    assert nonce_health(4, 9, 900.0, 300, chain_still_for=10.0)[1] == "InSequence"
+    status, reason, message = nonce_health(4, 9, 900.0, 300, chain_still_for=400.0)
+    assert (status, reason) == ("False", "Stuck") and "none for 400s" in message
 
 
 def test_unknown_without_either_reading() -> None:

@@ -14,7 +14,7 @@ import kopf
 
 from msq_operator import runtime, vault
 from msq_operator.chain import RPC_ERRORS
-from msq_operator.handlers import sweep
+from msq_operator.handlers import nonce_heal, sweep
 from msq_operator.metrics import (
     CONDITION_STATUSES,
     RELAYER_BALANCE,
@@ -24,6 +24,7 @@ from msq_operator.metrics import (
     RELAYER_PENDING,
     measured,
 )
+from msq_operator.relayer_api import RelayerApi
 from msq_operator.render import relayer as render
 from msq_operator.render.conditions import get_condition, set_condition
 from msq_operator.render.meta import vault_name
@@ -230,7 +231,22 @@ def observed_status(relayer: dict[str, Any], rspec: RelayerSpec, status: dict[st
     for source, value in (("chain", chain_nonce), ("relayer", relayer_nonce)):
         if value is not None:
             RELAYER_NONCE.labels(n.namespace, n.relayer, source).set(value)
-    health = nonce_health(chain_nonce, relayer_nonce, age, rspec.stuck_after_seconds)
+    still = (
+        None
+        if chain_nonce is None
+        else rt.unchanged_for(f"{n.namespace}/{n.relayer}", chain_nonce, time.time())
+    )
+    health = nonce_health(chain_nonce, relayer_nonce, age, rspec.stuck_after_seconds, still)
+    if snapshot is not None:
+        stuck_id = snapshot.oldest_pending_id
+        nonce_heal.settle(relayer, status, stuck_id)
+        if health[1] == "Stuck" and stuck_id and api_key and chain_nonce is not None:
+            api = RelayerApi(rt.observer.http, endpoint, n.oz_id, api_key)
+            note = nonce_heal.heal_stuck(relayer, rspec, api, stuck_id, chain_nonce)
+            health = (health[0], health[1], f"{health[2]}; {note}")
+    if health[1] == "Drift" and chain_nonce is not None and relayer_nonce is not None:
+        note = nonce_heal.resync_drift(relayer, rspec, chain_nonce, relayer_nonce)
+        health = (health[0], health[1], f"{health[2]}; {note}")
     conditions = set_condition(conditions, "NonceHealthy", *health, generation)
     out["conditions"] = _with_draining(conditions, rspec, generation)
     _export_conditions(n.namespace, n.relayer, out["conditions"])
@@ -306,3 +322,4 @@ def delete_relayer(body: kopf.Body, spec: kopf.Spec, **_: Any) -> None:
     kept = render.key_path(rspec, n.namespace, n.relayer)
     kopf.info(body, reason="AccessRevoked", message=f"AppRole {role} revoked; key kept in Vault at {kept}")
     _forget_metrics(n.namespace, n.relayer, str((body.get("status") or {}).get("address", "")))
+    runtime.get().chain_nonce_since.pop(f"{n.namespace}/{n.relayer}", None)

@@ -16,6 +16,10 @@ LABEL_RELAYER = "relayer.msq.io/relayer"
 LABEL_COMPONENT = "app.kubernetes.io/component"
 ANNOTATION_ENDPOINT = "relayer.msq.io/endpoint"
 ANNOTATION_CONFIG_HASH = "relayer.msq.io/config-hash"
+# On a Relayer and its pod template: the chain nonce its counter was last restarted to (NonceHealthy Drift).
+# Not under relayer.msq.io/: Kopf keeps its own state there and leaves those annotations out of the diff that
+# triggers the reconcile, which must run to roll the Deployment.
+ANNOTATION_NONCE_RESYNC = "healing.msq.io/nonce-resync"
 
 _OZ_ID_BAD = re.compile(r"[^A-Za-z0-9_-]")
 

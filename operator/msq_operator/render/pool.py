@@ -56,6 +56,7 @@ def build_relayer(
         "redis": {"urlSecretRef": spec.redis.url_secret_ref.model_dump(by_alias=True)},
         "draining": draining,
         "stuckAfterSeconds": spec.relayer.stuck_after_seconds,
+        "healing": spec.relayer.healing.model_dump(by_alias=True),
     }
     if spec.gateway.enabled:
         relayer_spec["webhook"] = {"url": gateway_url(pool, spec) + GATEWAY_WEBHOOK_PATH}

@@ -15,6 +15,7 @@ from msq_operator import oz_config
 from msq_operator.render.meta import (
     ANNOTATION_CONFIG_HASH,
     ANNOTATION_ENDPOINT,
+    ANNOTATION_NONCE_RESYNC,
     CONTAINER_SECURITY_CONTEXT,
     LABEL_COMPONENT,
     LABEL_POOL,
@@ -211,7 +212,7 @@ def build_deployment(relayer: dict[str, Any], spec: RelayerSpec, config: dict[st
             "template": {
                 "metadata": {
                     "labels": lbl,
-                    "annotations": {ANNOTATION_CONFIG_HASH: content_hash(config["data"])},
+                    "annotations": pod_annotations(relayer, config),
                 },
                 "spec": {
                     "automountServiceAccountToken": False,
@@ -270,6 +271,16 @@ def build_service(relayer: dict[str, Any]) -> dict[str, Any]:
             ],
         },
     }
+
+
+def pod_annotations(relayer: dict[str, Any], config: dict[str, Any]) -> dict[str, str]:
+    """A changed value restarts the relayer: a new configuration, or a nonce resync (both engines take the
+    chain's nonce as the floor of their counter when they start)."""
+    out = {ANNOTATION_CONFIG_HASH: content_hash(config["data"])}
+    resync = (relayer["metadata"].get("annotations") or {}).get(ANNOTATION_NONCE_RESYNC)
+    if resync:
+        out[ANNOTATION_NONCE_RESYNC] = resync
+    return out
 
 
 def endpoint(relayer: dict[str, Any]) -> str:

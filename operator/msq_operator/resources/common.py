@@ -63,3 +63,14 @@ class Signer(Spec):
 
 DEFAULT_RELAYER_IMAGE = "openzeppelin/openzeppelin-relayer:v1.8.0"
 DEFAULT_GATEWAY_IMAGE = "ghcr.io/msq/msq-relayer:0.1.0"
+
+
+class Healing(Spec):
+    """What the operator does with a Stuck transaction (NonceHealthy=False, reason Stuck): replace it through
+    the relayer's own API at the same nonce and a higher fee, up to `replace_attempts` times, then cancel it
+    (a zero-value self-transfer at that nonce). The relayer's gasPriceCap bounds every fee it pays."""
+
+    enabled: bool = True
+    replace_attempts: int = Field(default=3, alias="replaceAttempts")
+    cancel: bool = True
+    retry_after_seconds: int = Field(default=60, alias="retryAfterSeconds")

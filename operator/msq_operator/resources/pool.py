@@ -9,6 +9,7 @@ from pydantic import Field, model_validator
 from msq_operator.resources.common import (
     DEFAULT_GATEWAY_IMAGE,
     DEFAULT_RELAYER_IMAGE,
+    Healing,
     Network,
     RelayerPolicies,
     Resources,
@@ -36,6 +37,7 @@ class RelayerTemplate(Spec):
     resources: Resources = Field(default_factory=Resources)
     policies: RelayerPolicies = Field(default_factory=RelayerPolicies)
     stuck_after_seconds: int = Field(default=300, alias="stuckAfterSeconds")
+    healing: Healing = Field(default_factory=Healing)
 
 
 class RedisRef(Spec):

@@ -6,6 +6,7 @@ from pydantic import Field
 
 from msq_operator.resources.common import (
     DEFAULT_RELAYER_IMAGE,
+    Healing,
     Network,
     RelayerPolicies,
     Resources,
@@ -44,3 +45,4 @@ class RelayerSpec(Spec):
     draining: bool = False
     sweep_to: str | None = Field(default=None, alias="sweepTo")
     stuck_after_seconds: int = Field(default=300, alias="stuckAfterSeconds")
+    healing: Healing = Field(default_factory=Healing)
