@@ -38,16 +38,36 @@ class Chain:
     def congested(self) -> Iterator[None]:
         """No blocks at all while inside: every transaction sent waits in the mempool, as on a congested
         network where relayers accept faster than the chain includes. Mining resumes as before on exit."""
-        _rpc(self.rpc_url, "evm_setAutomine", [False])
-        _rpc(self.rpc_url, "evm_setIntervalMining", [0])
+        self.pause()
         try:
             yield
         finally:
-            # Automine first: setting it replaces the mining mode, which would drop a restored interval.
-            _rpc(self.rpc_url, "evm_setAutomine", [self.automine])
-            if self.block_time is not None:
-                # The RPC takes whole seconds.
-                _rpc(self.rpc_url, "evm_setIntervalMining", [max(1, round(self.block_time))])
+            self.resume()
+
+    @contextmanager
+    def on_demand(self) -> Iterator[None]:
+        """Blocks only when a transaction arrives while inside (automine, no empty interval blocks): an idle
+        chain's base fee then stays where it is, as a busy network holds it high. `pause()` inside stops
+        mining; `on_demand_again()` takes it back up. Mining resumes as before on exit."""
+        self.on_demand_again()
+        try:
+            yield
+        finally:
+            self.resume()
+
+    def pause(self) -> None:
+        _rpc(self.rpc_url, "evm_setAutomine", [False])
+        _rpc(self.rpc_url, "evm_setIntervalMining", [0])
+
+    def on_demand_again(self) -> None:
+        _rpc(self.rpc_url, "evm_setAutomine", [True])  # replaces the interval mining mode
+
+    def resume(self) -> None:
+        # Automine first: setting it replaces the mining mode, which would drop a restored interval.
+        _rpc(self.rpc_url, "evm_setAutomine", [self.automine])
+        if self.block_time is not None:
+            # The RPC takes whole seconds.
+            _rpc(self.rpc_url, "evm_setIntervalMining", [max(1, round(self.block_time))])
 
 
 def _rpc(url: str, method: str, params: list | None = None) -> object:

@@ -4,6 +4,7 @@ the operator process and the local pod runner. The demo and the end-to-end tests
 from __future__ import annotations
 
 import secrets
+import signal
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from msq_devstack.relayers import fund
 from msq_devstack.stack import Stack
 from msq_devstack.tools import REPO_ROOT
 from msq_devstack.traffic import GatewayClient
+from msq_operator.faults import ENV as FAULTS_ENV
 
 GROUP, VERSION = "relayer.msq.io", "v1alpha1"
 VAULT_AUTH_SECRET = "vault-operator-token"
@@ -157,6 +159,7 @@ class PoolScenario:
     pods: LocalPods
     work_dir: Path
     _started: list[Any] = field(default_factory=list)
+    operator_runs: int = 1
 
     @classmethod
     def start(cls, stack: Stack, namespace: str, work_dir: Path) -> PoolScenario:
@@ -186,6 +189,29 @@ class PoolScenario:
     def stop(self) -> None:
         self.pods.stop()
         self.operator.stop()
+
+    def restart_operator(self, kill_at: str = "") -> OperatorProcess:
+        """Stop the operator and start a new one; `kill_at` names the points where that one kills itself
+        with SIGKILL (msq_operator.faults)."""
+        assert self.stack.kube
+        self.operator.stop()
+        self.operator_runs += 1
+        self.operator = OperatorProcess(
+            self.stack.kube.operator_kubeconfig,
+            self.stack.log_dir,
+            namespaces=[self.namespace],
+            name=f"operator-{self.namespace}-{self.operator_runs}",
+            env={FAULTS_ENV: kill_at} if kill_at else None,
+        ).start()
+        return self.operator
+
+    def operator_died_by_sigkill(self, timeout: float = 90) -> bool:
+        proc = self.operator.process.proc
+        assert proc is not None
+        try:
+            return proc.wait(timeout) == -signal.SIGKILL
+        except subprocess.TimeoutExpired:
+            return False
 
     # -- manifests ------------------------------------------------------------------------------------------
 

@@ -24,13 +24,13 @@ from tests.support.scenario import relayer_client, scenario_fixture
 POOL = "healing"
 VALUE = 12_345
 STUCK_AFTER = 3
+FINAL = {"confirmed", "failed", "canceled", "expired"}
 
 scenario = scenario_fixture("heal")
 
 
 def _known(rpc_url: str, tx_hash: str) -> bool:
-    body = {"jsonrpc": "2.0", "id": 1, "method": "eth_getTransactionByHash", "params": [tx_hash]}
-    return httpx.post(rpc_url, json=body, timeout=5).json().get("result") is not None
+    return _rpc(rpc_url, "eth_getTransactionByHash", [tx_hash]) is not None
 
 
 def _events(s: PoolScenario, name: str) -> list[Any]:
@@ -50,7 +50,8 @@ def test_a_stuck_nonce_is_replaced_and_the_transactions_behind_it_confirm(scenar
         1,
         relayer={
             "stuckAfterSeconds": STUCK_AFTER,
-            "healing": {"replaceAttempts": 2, "retryAfterSeconds": 20},
+            # A replacement gets a minute to be mined: OZ broadcasts it from a job of its own.
+            "healing": {"replaceAttempts": 2, "retryAfterSeconds": 60},
         },
     )
     (relayer,) = s.relayers(POOL)
@@ -97,14 +98,15 @@ def test_a_stuck_nonce_is_replaced_and_the_transactions_behind_it_confirm(scenar
         assert s.w3.eth.get_transaction_count(address) == first["nonce"]
 
         final = s.wait(
-            "all three confirmed",
+            "all three final",
             lambda: (
                 (txs := [api.get(f"{path}/{i}").json()["data"] for i in ids])
-                and all(t["status"] == "confirmed" for t in txs)
+                and all(t["status"] in FINAL for t in txs)
                 and txs
             ),
-            timeout=180,
+            timeout=240,
         )
+    assert [t["status"] for t in final] == ["confirmed"] * 3, final
     assert [s.w3.eth.get_balance(to) for to in recipients] == [VALUE] * 3
 
     # The dropped one was replaced; an attempt only ever went to one of these transactions, each within the
@@ -129,3 +131,77 @@ def test_a_stuck_nonce_is_replaced_and_the_transactions_behind_it_confirm(scenar
         and wanted <= set(line.split("{", 1)[1].split("}", 1)[0].split(","))
     ]
     assert counted == [f"{float(len(replaced))}"], metrics[-2000:]  # one per attempt, counted before it
+
+
+def test_an_underpriced_transaction_is_healed_once_across_an_operator_kill(scenario: PoolScenario) -> None:
+    """Priced under the base fee, a transaction stays in the node's mempool: only a higher fee at its nonce
+    mines it. The operator dies by SIGKILL right after recording its first attempt, before asking the relayer;
+    the next operator counts that attempt (its replacement is attempt 2) and the transfer happens once."""
+    s = scenario
+    assert s.stack.chain
+    chain = s.stack.chain
+    s.restart_operator(kill_at="heal.recorded")
+    pool = "underpriced"
+    s.create_funded_pool(
+        pool,
+        1,
+        relayer={"stuckAfterSeconds": STUCK_AFTER, "healing": {"replaceAttempts": 2, "retryAfterSeconds": 5}},
+    )
+    (relayer,) = s.relayers(pool)
+    name = relayer["metadata"]["name"]
+    (address,) = s.addresses(pool)
+    to = s.w3.eth.account.create().address
+    api, path = relayer_client(s, relayer)
+    with api:
+        with chain.on_demand():
+            fee = 2 * s.w3.eth.get_block("latest")["baseFeePerGas"] + 1
+            # Far above the transaction's fee, far below OZ's default gasPriceCap (100 gwei)
+            next_base_fee = 20 * 10**9
+            assert fee < next_base_fee
+            chain.pause()
+            body = {"to": to, "value": VALUE, "data": "0x", "gas_limit": 21_000}
+            body |= {"max_fee_per_gas": fee, "max_priority_fee_per_gas": 1}
+            r = api.post(path, json=body)
+            assert r.status_code == 200, r.text
+            tx_id = r.json()["data"]["id"]
+            first = s.wait(
+                "submitted",
+                lambda: (t := api.get(f"{path}/{tx_id}").json()["data"])["status"] == "submitted" and t,
+                timeout=90,
+            )
+            _rpc(chain.rpc_url, "anvil_setNextBlockBaseFeePerGas", [hex(next_base_fee)])
+            chain.on_demand_again()
+
+            assert s.operator_died_by_sigkill(), "the operator did not reach heal.recorded"
+            record = (s.get("relayers", name).get("status") or {}).get("nonceHealing") or {}
+            assert (record.get("transactionId"), record.get("attempts"), record.get("result")) == (
+                tx_id,
+                1,
+                "Recorded",
+            ), record
+            assert s.w3.eth.get_transaction_count(address) == first["nonce"]  # still not mined
+            s.restart_operator()
+            s.wait(
+                "mined",
+                lambda: api.get(f"{path}/{tx_id}").json()["data"]["status"] in {"mined", *FINAL},
+                timeout=180,
+            )
+        # Empty blocks again, for the confirmations.
+        final = s.wait(
+            "final",
+            lambda: (t := api.get(f"{path}/{tx_id}").json()["data"])["status"] in FINAL and t,
+            timeout=120,
+        )
+    assert final["status"] == "confirmed", final
+    assert final["hash"] != first["hash"], "mined as first priced: it was never stuck"
+    assert s.w3.eth.get_transaction(final["hash"])["nonce"] == first["nonce"]
+    assert s.w3.eth.get_balance(to) == VALUE
+    replaced = [e.message for e in _events(s, name) if e.reason == "Replaced"]
+    assert len(replaced) == 1 and "Replace attempt 2 accepted" in replaced[0], replaced
+
+
+def _rpc(url: str, method: str, params: list[Any]) -> Any:
+    answer = httpx.post(url, json={"jsonrpc": "2.0", "id": 1, "method": method, "params": params}, timeout=5)
+    body = answer.json()
+    assert "error" not in body, body
+    return body.get("result")

@@ -8,6 +8,7 @@ the process, keeps the bound.
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -28,6 +29,8 @@ from msq_operator.render.nonce_heal import (
 from msq_operator.resources import API_VERSION
 from msq_operator.resources.relayer import PLURAL, RelayerSpec
 
+log = logging.getLogger("msq_operator.nonce_heal")
+
 
 def heal_stuck(
     relayer: dict[str, Any], rspec: RelayerSpec, api: RelayerApi, tx_id: str, chain_nonce: int
@@ -46,6 +49,7 @@ def heal_stuck(
         return ""
     record = HealRecord.from_status((fresh.get("status") or {}).get("nonceHealing"))
     step = next_step(record, tx_id, time.time(), healing)
+    log.info("%s/%s: stuck transaction %s, next step %s (record %s)", ns, name, tx_id, step, record)
     if step == "Wait":
         return describe(record, healing)
     try:
@@ -53,6 +57,17 @@ def heal_stuck(
     except RelayerApiError as exc:
         return f"healing: cannot read transaction {tx_id}: {exc}"
     status = str(tx.get("status") or "").lower()
+    log.info(
+        "%s/%s: transaction %s is %s at nonce %s (chain %s), hash %s, max fee %s",
+        ns,
+        name,
+        tx_id,
+        status,
+        tx.get("nonce"),
+        chain_nonce,
+        tx.get("hash"),
+        tx.get("max_fee_per_gas") or tx.get("gas_price"),
+    )
     if status not in HEALABLE_STATUSES:
         return f"healing: transaction {tx_id} is {status or 'unknown'}, nothing to heal"
     if tx.get("nonce") != chain_nonce:
