@@ -18,6 +18,7 @@ class OperatorProcess:
         namespaces: list[str] | None = None,
         name: str = "operator",
         env: dict[str, str] | None = None,
+        extra_args: list[str] | None = None,
     ) -> None:
         self.metrics_port = free_port()
         self.liveness_port = free_port()
@@ -37,6 +38,7 @@ class OperatorProcess:
         ]
         for ns in namespaces or []:
             argv += ["--namespace", ns]
+        argv += extra_args or []
         # The local pod runner refreshes mounted files every half second, not kubelet's minute.
         self.process = ManagedProcess(
             name, argv, log_dir, env={"MSQ_DRAIN_GRACE_SECONDS": "5", **(env or {})}

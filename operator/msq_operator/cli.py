@@ -42,6 +42,24 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("MSQ_BIND_ADDRESS", "0.0.0.0"),
         help="address for the metrics and liveness listeners",
     )
+    run.add_argument(
+        "--leader-elect",
+        action="store_true",
+        default=os.environ.get("MSQ_LEADER_ELECT", "") == "true",
+        help="act only while holding a Lease, so that several replicas can run (one acts, the others wait)",
+    )
+    run.add_argument(
+        "--leader-elect-namespace",
+        default=os.environ.get("POD_NAMESPACE", "default"),
+        help="namespace of the Lease (default: $POD_NAMESPACE)",
+    )
+    run.add_argument("--leader-elect-lease", default="msq-relayer-operator", help="name of the Lease")
+    run.add_argument(
+        "--leader-elect-seconds",
+        type=int,
+        default=int(os.environ.get("MSQ_LEASE_SECONDS", "15")),
+        help="Lease duration: a standby takes over this long after the leader stopped renewing",
+    )
     run.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
 
@@ -57,6 +75,18 @@ def main(argv: list[str] | None = None) -> int:
         kubernetes.config.kube_config.KUBE_CONFIG_DEFAULT_LOCATION = args.kubeconfig
     if args.metrics_port:
         start_http_server(args.metrics_port, addr=args.bind)
+
+    if args.leader_elect:
+        from msq_operator.leader import Election, default_identity, standby_liveness, wait_for_leadership
+
+        election = Election(
+            lease=args.leader_elect_lease,
+            namespace=args.leader_elect_namespace,
+            identity=default_identity(),
+            lease_seconds=args.leader_elect_seconds,
+        )
+        with standby_liveness(args.bind, args.liveness_port):
+            wait_for_leadership(election, args.kubeconfig)
 
     import msq_operator.handlers  # noqa: F401 - registers the handlers
 

@@ -92,8 +92,19 @@ def test_crds_ship_with_the_chart_and_are_the_repository_ones() -> None:
     ]
 
 
+def _leader_election_role(objs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The operator's own Lease, in its own namespace: the only Role that is not one of the watched ones'."""
+    roles = [r for r in by_kind(objs, "Role") if r["metadata"]["name"].endswith("-leader-election")]
+    for r in roles:
+        assert r["metadata"]["namespace"] == "msq-system"
+        assert _grants(r["rules"]) == {("coordination.k8s.io", "leases"): {"get", "create", "update"}}
+    return roles
+
+
 def test_watched_namespaces_get_a_role_each_and_no_cluster_wide_access() -> None:
     objs = render("values.yaml", sets=WATCHED)
+    assert len(_leader_election_role(objs)) == 1
+    objs = [o for o in objs if not o["metadata"]["name"].endswith("-leader-election")]
     roles = by_kind(objs, "Role")
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
     bindings = by_kind(objs, "RoleBinding")
@@ -117,6 +128,8 @@ def test_watched_namespaces_get_a_role_each_and_no_cluster_wide_access() -> None
 
 def test_cluster_wide_uses_a_cluster_role_with_the_same_rules() -> None:
     objs = render("values.yaml")
+    assert len(_leader_election_role(objs)) == 1
+    objs = [o for o in objs if not o["metadata"]["name"].endswith("-leader-election")]
     assert not by_kind(objs, "Role") and not by_kind(objs, "RoleBinding")
     roles = {r["metadata"]["name"]: r for r in by_kind(objs, "ClusterRole")}
     assert _grants(roles["msq-msq-relayer-operator"]["rules"]) == ALLOWED
@@ -145,7 +158,14 @@ def test_no_wildcards_and_no_secret_listing(values_file: str) -> None:
 def test_operator_deployment_is_hardened(values_file: str) -> None:
     dep = one(render(values_file), "Deployment")
     spec = dep["spec"]
-    assert spec["replicas"] == 1 and spec["strategy"] == {"type": "Recreate"}
+    # Two pods, one acting (leader election), kept through drains by a PodDisruptionBudget.
+    assert spec["replicas"] == 2 and spec["strategy"]["type"] == "RollingUpdate"
+    assert spec["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    args = spec["template"]["spec"]["containers"][0]["args"]
+    assert "--leader-elect" in args
+    pdb = one(render(values_file), "PodDisruptionBudget")
+    assert pdb["spec"]["minAvailable"] == 1
+    assert pdb["spec"]["selector"]["matchLabels"] == spec["selector"]["matchLabels"]
     pod = spec["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["runAsUser"] != 0
@@ -339,3 +359,13 @@ def test_server_error_alert_covers_every_5xx_code_of_the_gateway() -> None:
     codes = set(re.search(r'code=~"([^"]+)"', expr).group(1).split("|"))  # type: ignore[union-attr]
     # not_ready is /readyz telling kubelet to wait, which MsqGatewayNoRoutableRelayer already covers.
     assert codes == {c for c, status in ERROR_STATUS.items() if status >= 500} - {"not_ready"}
+
+
+def test_one_operator_without_leader_election_and_never_two() -> None:
+    docs = render(sets=("leaderElection.enabled=false", "replicaCount=1"))
+    spec = one(docs, "Deployment")["spec"]
+    assert spec["replicas"] == 1 and spec["strategy"] == {"type": "Recreate"}
+    assert "--leader-elect" not in spec["template"]["spec"]["containers"][0]["args"]
+    assert not by_kind(docs, "PodDisruptionBudget")
+    with pytest.raises(ValueError, match=r"needs leaderElection\.enabled"):
+        render(sets=("leaderElection.enabled=false",), check=False)
