@@ -1,6 +1,7 @@
 """Static checks of crds/: every field documented (kubectl explain teaches), the subresources and names an
-operator needs, bounded strings and lists (the CEL cost estimator relies on them), and the copies of the
-shared sub-schemas kept identical."""
+operator needs, bounded strings, lists and maps (the CEL cost estimator relies on them, and hostile input
+meets a limit: tests/integration/test_crd_hostile_input.py), and the copies of the shared sub-schemas kept
+identical."""
 
 from __future__ import annotations
 
@@ -128,6 +129,11 @@ def test_spec_strings_and_lists_are_bounded(crd: dict[str, Any]) -> None:
         if sub.get("type") == "string" and "enum" not in sub and "maxLength" not in sub:
             unbounded.append(path)
         if sub.get("type") == "array" and "maxItems" not in sub:
+            unbounded.append(path)
+        # A resource quantity's pattern alone admits a megabyte of digits.
+        if sub.get("x-kubernetes-int-or-string") and "maxLength" not in sub:
+            unbounded.append(path)
+        if isinstance(sub.get("additionalProperties"), dict) and "maxProperties" not in sub:
             unbounded.append(path)
     assert unbounded == []
 
