@@ -468,12 +468,13 @@ def read_config_file(path: Path) -> GatewayConfig:
 
 def parse_config_text(text: str, path: Path) -> GatewayConfig:
     """The config in `text`, read from `path` (its suffix says JSON or YAML)."""
+    kind = "JSON" if path.suffix == ".json" else "YAML"
     try:
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError(
-            [f"(file) {path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}"]
-        ) from None
+        raise ConfigError([f"(file) {path}: not valid {kind}: {exc}"]) from None
+    except RecursionError:
+        raise ConfigError([f"(file) {path}: {kind} nested deeper than the parser allows"]) from None
     return parse_config(data)
 
 

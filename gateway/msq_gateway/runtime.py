@@ -137,7 +137,11 @@ def load_snapshot(path: Path) -> Snapshot:
     # content with a newer file's version if the file is replaced in between, and that newer file would
     # then never be loaded ("same version").
     raw = path.read_bytes()
-    cfg = parse_config_text(raw.decode(), path)
+    try:
+        text = raw.decode()
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"(file) {path}: not UTF-8 text: {exc}"]) from None
+    cfg = parse_config_text(text, path)
     return build_snapshot(cfg, path.parent, config_version(path, cfg, raw))
 
 

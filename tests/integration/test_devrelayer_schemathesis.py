@@ -35,6 +35,8 @@ SERVED = {
     ("POST", "/api/v1/relayers/{relayer_id}/transactions"),
     ("GET", "/api/v1/relayers/{relayer_id}/transactions/"),  # the list, as OZ documents it
     ("GET", "/api/v1/relayers/{relayer_id}/transactions/{transaction_id}"),
+    ("PUT", "/api/v1/relayers/{relayer_id}/transactions/{transaction_id}"),  # replace
+    ("DELETE", "/api/v1/relayers/{relayer_id}/transactions/{transaction_id}"),  # cancel
 }
 EXAMPLES = 60
 

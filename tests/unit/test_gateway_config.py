@@ -6,12 +6,15 @@ import copy
 import json
 import os
 import re
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from msq_gateway.config import ConfigError, canonical_signature, json_schema, parse_config, read_config_file
 from msq_gateway.runtime import ConfigWatcher, build_snapshot
@@ -242,3 +245,70 @@ def test_secret_file_change_is_a_reload(tmp_path: Path) -> None:
     os.utime(tmp_path / "rl0", (time.time() + 5, time.time() + 5))
     assert watcher.poll() is True
     assert watcher.current.relayers[0].api_key == "b" * 40
+
+
+# Hostile files: arbitrary bytes, YAML that is valid but not a config (scalars, lists, deep nesting, anchors
+# expanding a billion times), and configs with one field replaced by junk of any JSON type.
+_JUNK = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=40),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+_BILLION_LAUGHS = "a: &a [x,x,x,x,x,x,x,x,x]\n" + "".join(
+    f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)},*{chr(97 + i)},*{chr(97 + i)},*{chr(97 + i)}]\n"
+    for i in range(9)
+)
+_HOSTILE_BYTES = st.one_of(
+    st.binary(max_size=300),
+    st.text(max_size=300).map(str.encode),
+    _JUNK.map(lambda j: yaml.safe_dump(j).encode()),
+    st.just(b"[" * 5000 + b"]" * 5000),
+    st.just(b"a:\n" + b"".join(b"  " * i + b"b:\n" for i in range(1, 3000))),
+    st.just(_BILLION_LAUGHS.encode()),
+    st.just(b"\x00\xff\xfe"),
+    st.just(b""),
+)
+
+
+def _hostile_field_doc(data: st.DataObject) -> str:
+    doc = _doc()
+    section = data.draw(st.sampled_from(sorted(doc)))
+    if isinstance(doc[section], dict) and doc[section]:
+        key = data.draw(st.sampled_from(sorted(doc[section])))
+        doc[section][key] = data.draw(_JUNK)
+    elif isinstance(doc[section], list) and doc[section] and isinstance(doc[section][0], dict):
+        key = data.draw(st.sampled_from(sorted(doc[section][0])))
+        doc[section][0][key] = data.draw(_JUNK)
+    else:
+        doc[section] = data.draw(_JUNK)
+    return yaml.safe_dump(doc)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@given(data=st.data())
+def test_a_hostile_config_file_is_refused_clearly_and_the_old_snapshot_kept(data: st.DataObject) -> None:
+    os.environ["GW_TEST_RL0_KEY"] = "k" * 40
+    content = data.draw(_HOSTILE_BYTES)
+    if data.draw(st.booleans()):
+        content = _hostile_field_doc(data).encode()
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "gw.yaml"
+        _write(path, _doc())
+        watcher = ConfigWatcher(path, interval=0.1)
+        good, original = watcher.current, path.read_bytes()
+        path.write_bytes(content)
+        os.utime(path, (time.time() + 5, time.time() + 5))
+        try:
+            changed = watcher.poll()
+        except Exception as exc:  # anything but a refusal recorded on the watcher is a crash
+            raise AssertionError(f"poll raised {type(exc).__name__}: {exc} for {content[:200]!r}") from None
+        if changed:
+            # Junk that still makes a valid config (junk where any value is allowed) is a new snapshot.
+            assert watcher.current is not good and watcher.last_error is None
+        elif watcher.last_error is None:
+            assert content == original  # drawn equal to the file it replaced: nothing to load
+        else:
+            assert watcher.current is good
+            error = watcher.last_error or ""
+            assert error and len(error) < 20_000, error[:500]
+            assert "Traceback" not in error
