@@ -22,9 +22,8 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -39,9 +38,9 @@ from referencing.jsonschema import DRAFT202012
 from msq_devstack import engine as engines
 from msq_devstack.chain import Chain
 from msq_devstack.openbao import OpenBao
-from msq_devstack.process import free_port
 from msq_devstack.redis import Redis
 from msq_devstack.relayers import ENV_EXPECTED_ADDRESS, LocalRelayer, provision_relayer, start_relayer
+from tests.support.relayer_io import Delivery, WebhookReceiver, rpc, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 OPENAPI_PATH = REPO / "tests" / "reference" / "oz-relayer-openapi.json"
@@ -95,25 +94,6 @@ def known_difference(request: pytest.FixtureRequest, reason: str) -> None:
         request.applymarker(pytest.mark.xfail(strict=True, reason=f"known difference: {reason}"))
 
 
-def wait_for(what: str, check: Callable[[], Any], timeout: float, interval: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout:.0f}s")
-        time.sleep(interval)
-
-
-def rpc(chain: Chain, method: str, params: list[Any]) -> Any:
-    reply = httpx.post(
-        chain.rpc_url, json={"jsonrpc": "2.0", "id": 1, "method": method, "params": params}, timeout=10
-    ).json()
-    assert "error" not in reply, reply
-    return reply["result"]
-
-
 def strip_nulls(value: Any) -> Any:
     """OZ serialises an absent `Option` as null where its own OpenAPI document says "non-nullable string"
     (utoipa's `nullable = false` without `skip_serializing_if`); the document is checked with nulls removed,
@@ -123,42 +103,6 @@ def strip_nulls(value: Any) -> Any:
     if isinstance(value, list):
         return [strip_nulls(v) for v in value]
     return value
-
-
-class Receiver:
-    """Webhook receiver: keeps each delivery's headers and exact body bytes."""
-
-    def __init__(self) -> None:
-        self.deliveries: list[tuple[dict[str, str], bytes]] = []
-        deliveries = self.deliveries
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                deliveries.append(({k.lower(): v for k, v in self.headers.items()}, body))
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/api/v1/webhooks/relayer"
-        threading.Thread(target=self.server.serve_forever, name="webhooks", daemon=True).start()
-
-    def for_tx(self, tx_id: str) -> list[tuple[dict[str, str], bytes, dict[str, Any]]]:
-        out = []
-        for headers, body in list(self.deliveries):
-            event = json.loads(body)
-            if isinstance(event.get("payload"), dict) and event["payload"].get("id") == tx_id:
-                out.append((headers, body, event))
-        return out
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @dataclass
@@ -186,7 +130,7 @@ class Subject:
     engine: str
     relayer: LocalRelayer
     http: httpx.Client
-    receiver: Receiver
+    receiver: WebhookReceiver
     redis: redis_client.Redis
     redis_key_prefix: str
     address: str
@@ -259,7 +203,7 @@ def subject(
     engine: engines.Engine = request.param
     if engine == "oz" and engines.oz_binary() is None:
         pytest.skip(engines.HOW_TO_ENABLE)
-    receiver = Receiver()
+    receiver = WebhookReceiver()
     try:
         # Unique per session: OZ keeps its repositories in Redis under the prefix derived from the id.
         relayer_id = f"conformance-{engine}"
@@ -792,29 +736,29 @@ def test_webhooks_are_signed_and_carry_the_transaction(subject: Subject) -> None
     final = t.wait()
     expected_statuses = {"sent", "submitted", "confirmed"}
 
-    def delivered() -> list[tuple[dict[str, str], bytes, dict[str, Any]]] | None:
+    def delivered() -> list[Delivery] | None:
         # Deliveries may arrive out of order (the stand-in posts concurrently, OZ retries from a queue).
         deliveries = subject.receiver.for_tx(t.id)
-        return deliveries if expected_statuses <= {e["payload"]["status"] for *_, e in deliveries} else None
+        return deliveries if expected_statuses <= {d.event["payload"]["status"] for d in deliveries} else None
 
     try:
         deliveries = wait_for("webhooks for sent, submitted and confirmed", delivered, timeout=20)
     except AssertionError:
-        got = [e["payload"]["status"] for *_, e in subject.receiver.for_tx(t.id)]
+        got = [p["status"] for p in subject.receiver.payloads(t.id)]
         raise AssertionError(f"webhook statuses received: {got}") from None
-    statuses = [e["payload"]["status"] for *_, e in deliveries]
-    for headers, body, event in deliveries:
+    statuses = [d.event["payload"]["status"] for d in deliveries]
+    for d in deliveries:
         expected = base64.b64encode(
-            hmac.new(subject.signing_key.encode(), body, hashlib.sha256).digest()
+            hmac.new(subject.signing_key.encode(), d.body, hashlib.sha256).digest()
         ).decode()
-        assert hmac.compare_digest(headers["x-signature"], expected)
-        assert headers["content-type"].startswith("application/json")
-        assert set(event) == {"id", "event", "payload", "timestamp"}
-        assert event["event"] == "transaction_update"
-        assert event["payload"]["payload_type"] == "transaction"
-        assert event["payload"]["relayer_id"] == subject.relayer.relayer_id
-        assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", event["timestamp"])
-    confirmed = next(e for *_, e in deliveries if e["payload"]["status"] == "confirmed")
+        assert hmac.compare_digest(d.headers["x-signature"], expected)
+        assert d.headers["content-type"].startswith("application/json")
+        assert set(d.event) == {"id", "event", "payload", "timestamp"}
+        assert d.event["event"] == "transaction_update"
+        assert d.event["payload"]["payload_type"] == "transaction"
+        assert d.event["payload"]["relayer_id"] == subject.relayer.relayer_id
+        assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", d.event["timestamp"])
+    confirmed = next(d.event for d in deliveries if d.event["payload"]["status"] == "confirmed")
     payload = {k: v for k, v in confirmed["payload"].items() if k != "payload_type"}
     assert payload == final
     # One delivery per status change after acceptance; none for `pending`, which the POST answered.
@@ -969,8 +913,8 @@ def test_replace_of_a_submitted_transaction(subject: Subject) -> None:
     wait_for(
         "a webhook with the replacement",
         lambda: any(
-            (e["payload"].get("to") or "").lower() == second_to and e["payload"]["status"] != "confirmed"
-            for *_, e in subject.receiver.for_tx(old["id"])
+            (p.get("to") or "").lower() == second_to and p["status"] != "confirmed"
+            for p in subject.receiver.payloads(old["id"])
         ),
         timeout=20,
     )

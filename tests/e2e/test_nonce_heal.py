@@ -18,7 +18,9 @@ from typing import Any
 import httpx
 from kubernetes import client
 
+from msq_devstack.chain import Chain
 from msq_devstack.scenario import PoolScenario
+from tests.support.relayer_io import rpc
 from tests.support.scenario import relayer_client, scenario_fixture
 
 POOL = "healing"
@@ -29,8 +31,8 @@ FINAL = {"confirmed", "failed", "canceled", "expired"}
 scenario = scenario_fixture("heal")
 
 
-def _known(rpc_url: str, tx_hash: str) -> bool:
-    return _rpc(rpc_url, "eth_getTransactionByHash", [tx_hash]) is not None
+def _known(chain: Chain, tx_hash: str) -> bool:
+    return rpc(chain, "eth_getTransactionByHash", [tx_hash]) is not None
 
 
 def _events(s: PoolScenario, name: str) -> list[Any]:
@@ -78,22 +80,12 @@ def test_a_stuck_nonce_is_replaced_and_the_transactions_behind_it_confirm(scenar
                 timeout=90,
             )
             first = submitted[0]
-            dropped = httpx.post(
-                chain.rpc_url,
-                json={
-                    "jsonrpc": "2.0",
-                    "id": 1,
-                    "method": "anvil_dropTransaction",
-                    "params": [first["hash"]],
-                },
-                timeout=5,
-            ).json()
-            assert "error" not in dropped, dropped
+            rpc(chain, "anvil_dropTransaction", [first["hash"]])
         # Mining is back; the chain holds the later two behind the gap the dropped one left.
         time.sleep(2)
         held = [
             s.w3.eth.get_transaction_count(address),
-            *(_known(chain.rpc_url, t["hash"]) for t in submitted),
+            *(_known(chain, t["hash"]) for t in submitted),
         ]
         assert s.w3.eth.get_transaction_count(address) == first["nonce"]
 
@@ -169,7 +161,7 @@ def test_an_underpriced_transaction_is_healed_once_across_an_operator_kill(scena
                 lambda: (t := api.get(f"{path}/{tx_id}").json()["data"])["status"] == "submitted" and t,
                 timeout=90,
             )
-            _rpc(chain.rpc_url, "anvil_setNextBlockBaseFeePerGas", [hex(next_base_fee)])
+            rpc(chain, "anvil_setNextBlockBaseFeePerGas", [hex(next_base_fee)])
             chain.on_demand_again()
 
             assert s.operator_died_by_sigkill(), "the operator did not reach heal.recorded"
@@ -198,10 +190,3 @@ def test_an_underpriced_transaction_is_healed_once_across_an_operator_kill(scena
     assert s.w3.eth.get_balance(to) == VALUE
     replaced = [e.message for e in _events(s, name) if e.reason == "Replaced"]
     assert len(replaced) == 1 and "Replace attempt 2 accepted" in replaced[0], replaced
-
-
-def _rpc(url: str, method: str, params: list[Any]) -> Any:
-    answer = httpx.post(url, json={"jsonrpc": "2.0", "id": 1, "method": method, "params": params}, timeout=5)
-    body = answer.json()
-    assert "error" not in body, body
-    return body.get("result")

@@ -15,10 +15,8 @@ import hmac
 import json
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +45,7 @@ from msq_devstack.relayers import (
     start_relayer,
 )
 from msq_operator.oz_config import RelayerPolicies
+from tests.support.relayer_io import WebhookReceiver, rpc, tx_count
 
 DEAD = "0x000000000000000000000000000000000000dEaD"
 OTHER = "0x00000000000000000000000000000000000b0b00"
@@ -69,14 +68,6 @@ def client_for(relayer: LocalRelayer, *, auth: bool = True) -> httpx.Client:
         timeout=10,
         event_hooks={"response": [_keep]},
     )
-
-
-def rpc(chain: Chain, method: str, params: list[Any]) -> Any:
-    reply = httpx.post(
-        chain.rpc_url, json={"jsonrpc": "2.0", "id": 1, "method": method, "params": params}, timeout=10
-    ).json()
-    assert "error" not in reply, reply
-    return reply["result"]
 
 
 def send(http: httpx.Client, relayer: LocalRelayer, body: dict[str, Any]) -> dict[str, Any]:
@@ -107,47 +98,11 @@ def chain_nonces(chain: Chain, hashes: list[str]) -> list[int]:
     return sorted(int(rpc(chain, "eth_getTransactionByHash", [h])["nonce"], 16) for h in hashes)
 
 
-def tx_count(chain: Chain, address: str) -> int:
-    return int(rpc(chain, "eth_getTransactionCount", [address, "latest"]), 16)
-
-
-class Receiver:
-    """A webhook receiver that keeps each request's headers and exact body."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[dict[str, str], bytes]] = []
-        received = self.events
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                received.append(({k.lower(): v for k, v in self.headers.items()}, body))
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/api/v1/webhooks/relayer"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def for_tx(self, tx_id: str) -> list[tuple[dict[str, str], dict[str, Any], bytes]]:
-        out = []
-        for headers, body in list(self.events):
-            event = json.loads(body)
-            if event["payload"].get("id") == tx_id:
-                out.append((headers, event, body))
-        return out
-
-
 @pytest.fixture(scope="module")
-def receiver() -> Iterator[Receiver]:
-    r = Receiver()
+def receiver() -> Iterator[WebhookReceiver]:
+    r = WebhookReceiver()
     yield r
-    r.server.shutdown()
+    r.close()
 
 
 @pytest.fixture(scope="module")
@@ -157,7 +112,7 @@ def work_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def provisioned(
-    openbao: OpenBao, redis_server: Redis, chain: Chain, work_dir: Path, receiver: Receiver
+    openbao: OpenBao, redis_server: Redis, chain: Chain, work_dir: Path, receiver: WebhookReceiver
 ) -> dict[str, tuple[Path, dict[str, str]]]:
     return {
         "it-a": provision_relayer(
@@ -283,7 +238,7 @@ def test_unknown_relayer_transaction_and_bad_body(relayer_a: LocalRelayer) -> No
 
 
 def test_webhooks_carry_every_status_change_signed(
-    relayer_a: LocalRelayer, receiver: Receiver, provisioned: dict[str, Any]
+    relayer_a: LocalRelayer, receiver: WebhookReceiver, provisioned: dict[str, Any]
 ) -> None:
     key = provisioned["it-a"][1]["WEBHOOK_SIGNING_KEY"]
     with client_for(relayer_a) as http:
@@ -293,15 +248,15 @@ def test_webhooks_carry_every_status_change_signed(
     while time.monotonic() < deadline and len(receiver.for_tx(tx_id)) < 4:
         time.sleep(0.1)
     events = receiver.for_tx(tx_id)
-    assert {e["payload"]["status"] for _, e, _ in events} == {"sent", "submitted", "mined", "confirmed"}
-    for headers, event, body in events:
-        expected = base64.b64encode(hmac.new(key.encode(), body, hashlib.sha256).digest()).decode()
-        assert hmac.compare_digest(headers["x-signature"], expected)
-        assert headers["content-type"] == "application/json"
-        assert event["event"] == "transaction_update"
-        assert event["payload"]["payload_type"] == "transaction"
-        assert event["payload"]["relayer_id"] == relayer_a.relayer_id
-        dt.datetime.fromisoformat(event["timestamp"])
+    assert {d.event["payload"]["status"] for d in events} == {"sent", "submitted", "mined", "confirmed"}
+    for d in events:
+        expected = base64.b64encode(hmac.new(key.encode(), d.body, hashlib.sha256).digest()).decode()
+        assert hmac.compare_digest(d.headers["x-signature"], expected)
+        assert d.headers["content-type"] == "application/json"
+        assert d.event["event"] == "transaction_update"
+        assert d.event["payload"]["payload_type"] == "transaction"
+        assert d.event["payload"]["relayer_id"] == relayer_a.relayer_id
+        dt.datetime.fromisoformat(d.event["timestamp"])
 
 
 def test_revert_fails_and_estimation_failure_costs_no_nonce(

@@ -15,10 +15,8 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +34,9 @@ from msq_devrelayer.rpc import JsonRpc
 from msq_devrelayer.signer import KeySigner
 from msq_devstack.chain import Chain
 from msq_devstack.openbao import OpenBao
-from msq_devstack.process import free_port
 from msq_devstack.redis import Redis
 from msq_devstack.relayers import ENV_EXPECTED_ADDRESS, LocalRelayer, provision_relayer, start_relayer
+from tests.support.relayer_io import WebhookReceiver, rpc, tx_count, wait_for
 
 DEAD = "0x000000000000000000000000000000000000dEaD"
 FINAL = {"confirmed", "failed", "expired", "canceled"}
@@ -50,61 +48,12 @@ def fresh_address() -> str:
     return "0x" + secrets.token_hex(20)
 
 
-def rpc(chain: Chain, method: str, params: list[Any]) -> Any:
-    reply = httpx.post(
-        chain.rpc_url, json={"jsonrpc": "2.0", "id": 1, "method": method, "params": params}, timeout=10
-    ).json()
-    assert "error" not in reply, reply
-    return reply["result"]
-
-
 def balance(chain: Chain, address: str) -> int:
     return int(rpc(chain, "eth_getBalance", [address, "latest"]), 16)
 
 
-def tx_count(chain: Chain, address: str) -> int:
-    return int(rpc(chain, "eth_getTransactionCount", [address, "latest"]), 16)
-
-
 def head(chain: Chain) -> int:
     return int(rpc(chain, "eth_blockNumber", []), 16)
-
-
-def wait_for(what: str, check: Any, timeout: float = 30, interval: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout:.0f}s")
-        time.sleep(interval)
-
-
-class Receiver:
-    """Webhook receiver keeping every delivered event."""
-
-    def __init__(self) -> None:
-        self.events: list[dict[str, Any]] = []
-        events = self.events
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                events.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/api/v1/webhooks/relayer"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def for_tx(self, tx_id: str) -> list[dict[str, Any]]:
-        return [e["payload"] for e in list(self.events) if e["payload"].get("id") == tx_id]
 
 
 class Api:
@@ -148,10 +97,10 @@ def transfer(to: str, value: int) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def receiver() -> Iterator[Receiver]:
-    r = Receiver()
+def receiver() -> Iterator[WebhookReceiver]:
+    r = WebhookReceiver()
     yield r
-    r.server.shutdown()
+    r.close()
 
 
 @pytest.fixture(scope="module")
@@ -161,7 +110,12 @@ def work_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def healer(
-    openbao: OpenBao, redis_server: Redis, chain: Chain, work_dir: Path, receiver: Receiver, stack_logs: Path
+    openbao: OpenBao,
+    redis_server: Redis,
+    chain: Chain,
+    work_dir: Path,
+    receiver: WebhookReceiver,
+    stack_logs: Path,
 ) -> Iterator[tuple[Api, str]]:
     config_dir, env = provision_relayer(
         openbao, redis_server.url, chain, relayer_id="heal-a", work_dir=work_dir, webhook_url=receiver.url
@@ -190,7 +144,7 @@ def stuck_pair(api: Api, chain: Chain, first_body: dict[str, Any]) -> tuple[dict
 
 
 def test_replace_heals_a_dropped_transaction(
-    healer: tuple[Api, str], chain: Chain, receiver: Receiver
+    healer: tuple[Api, str], chain: Chain, receiver: WebhookReceiver
 ) -> None:
     api, address = healer
     start = tx_count(chain, address)
@@ -220,14 +174,14 @@ def test_replace_heals_a_dropped_transaction(
     wait_for(
         "a webhook with the replacement",
         lambda: any(
-            p["hash"] == new["hash"] and p["status"] == "submitted" for p in receiver.for_tx(old["id"])
+            p["hash"] == new["hash"] and p["status"] == "submitted" for p in receiver.payloads(old["id"])
         ),
         timeout=10,
     )
 
 
 def test_cancel_of_a_stuck_transaction_mines_a_noop(
-    healer: tuple[Api, str], chain: Chain, receiver: Receiver
+    healer: tuple[Api, str], chain: Chain, receiver: WebhookReceiver
 ) -> None:
     api, address = healer
     start = tx_count(chain, address)
@@ -255,9 +209,9 @@ def test_cancel_of_a_stuck_transaction_mines_a_noop(
     mined = rpc(chain, "eth_getTransactionByHash", [done["hash"]])
     assert int(mined["nonce"], 16) == start and mined["to"].lower() == address.lower()
     assert balance(chain, to) == 0  # the original transfer never happened
-    statuses = [p["status"] for p in receiver.for_tx(tx["id"])]
-    wait_for("the canceled webhook", lambda: "canceled" in [p["status"] for p in receiver.for_tx(tx["id"])])
-    assert any(p["is_canceled"] and p["status"] == "submitted" for p in receiver.for_tx(tx["id"])), statuses
+    statuses = [p["status"] for p in receiver.payloads(tx["id"])]
+    wait_for("the canceled webhook", lambda: "canceled" in [p["status"] for p in receiver.payloads(tx["id"])])
+    assert any(p["is_canceled"] and p["status"] == "submitted" for p in receiver.payloads(tx["id"])), statuses
     # Final now: both healing calls refuse it as OZ does.
     again = api.cancel(tx["id"])
     assert again.status_code == 400
