@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import secrets
 import tempfile
 import time
@@ -28,6 +27,7 @@ from typing import Any
 
 import httpx
 
+from bench.cpu import cpu_seconds
 from bench.report import emit, progress, quiet_logs
 from msq_devstack.stack import StackRunner
 from msq_gateway.devpool import LocalPool, deploy_samples, sha256_hex
@@ -62,12 +62,6 @@ async def _submit(url: str, nft: str, count: int, concurrency: int) -> tuple[flo
         return time.perf_counter() - start, per_relayer
 
 
-def _cpu_seconds(pid: int) -> float:
-    """utime + stime of one process, from /proc (children not included)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _parts(pool: LocalPool, stack: Any, active: list[Any]) -> dict[str, int]:
     parts = {r.relayer_id: r.process.process.proc.pid for r in active}
     assert pool.gateway and pool.gateway.proc and stack.chain.process.proc and stack.redis.process.proc
@@ -85,7 +79,7 @@ def _measure(
     pool.apply()
     before = pool.chain_nonces()
     pids = _parts(pool, stack, active)
-    cpu_before = {name: _cpu_seconds(pid) for name, pid in pids.items()}
+    cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
     start = time.perf_counter()
     accepted_s, per_relayer = asyncio.run(_submit(pool.url, nft, count, concurrency))
     deadline = time.monotonic() + 600
@@ -99,7 +93,7 @@ def _measure(
         time.sleep(0.02)
     elapsed = time.perf_counter() - start
     cpu_ms = {
-        name: round((_cpu_seconds(pid) - cpu_before[name]) * 1000 / count, 2) for name, pid in pids.items()
+        name: round((cpu_seconds(pid) - cpu_before[name]) * 1000 / count, 2) for name, pid in pids.items()
     }
     if mined != count:
         raise RuntimeError(f"expected {count} transactions from the active relayers, chain shows {mined}")

@@ -41,9 +41,9 @@ from msq_gateway.models import (
     _address,
 )
 from msq_gateway.relay import Services, after_update, refresh_from_relayer, relay_direct, relay_gasless
-from msq_gateway.relayer_client import Upstreams
 from msq_gateway.routing import Router
 from msq_gateway.runtime import Client, ConfigWatcher, Snapshot, load_snapshot
+from msq_gateway.upstreams import Upstreams
 from msq_gateway.webhooks import parse_notification, signers_of
 
 log = logging.getLogger("msq_gateway")

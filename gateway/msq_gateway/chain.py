@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import itertools
+import json
 
-import httpx
+import aiohttp
 
 from msq_gateway.errors import GatewayError
+from msq_gateway.upstreams import HTTP_ERRORS, error_name, post_json
 
 # keccak("nonces(address)")[:4]
 _NONCES = "7ecebe00"
@@ -14,7 +16,7 @@ _ids = itertools.count(1)
 
 
 async def forwarder_nonce(
-    http: httpx.AsyncClient, rpc_url: str, forwarder: str, owner: str, timeout: float
+    http: aiohttp.ClientSession, rpc_url: str, forwarder: str, owner: str, timeout: float
 ) -> int:
     data = "0x" + _NONCES + "0" * 24 + owner[2:].lower()
     body = {
@@ -24,12 +26,14 @@ async def forwarder_nonce(
         "params": [{"to": forwarder, "data": data}, "latest"],
     }
     try:
-        resp = await http.post(rpc_url, json=body, timeout=timeout)
-        reply = resp.json()
-    except (httpx.HTTPError, ValueError) as exc:
+        resp = await post_json(
+            http, rpc_url, json.dumps(body).encode(), timeout=aiohttp.ClientTimeout(total=timeout)
+        )
+        reply = json.loads(resp.content)
+    except (*HTTP_ERRORS, ValueError) as exc:
         raise GatewayError(
             "chain_unavailable",
-            f"chain RPC unreachable reading nonces(from): {type(exc).__name__}",
+            f"chain RPC unreachable reading nonces(from): {error_name(exc)}",
             "request.nonce",
         ) from exc
     result = reply.get("result") if isinstance(reply, dict) else None

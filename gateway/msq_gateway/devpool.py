@@ -119,7 +119,7 @@ class LocalPool:
                 funding_wei=self.relayer_funding_wei,
             )
             self.relayers.append(PoolRelayer(rid, config_dir, env, env[ENV_EXPECTED_ADDRESS]))
-        with ThreadPoolExecutor(max_workers=min(8, self.size)) as ex:
+        with ThreadPoolExecutor(max_workers=max(1, min(8, self.size))) as ex:
             list(ex.map(self._start_relayer, self.relayers))
         self.write_config()
         self.gateway = ManagedProcess(

@@ -30,13 +30,13 @@ from msq_gateway.relayer_client import (
     NotAccepted,
     OutcomeUnknown,
     RelayerError,
-    Upstreams,
     get_transaction,
     submit_transaction,
 )
 from msq_gateway.routing import Router
 from msq_gateway.runtime import Client, Snapshot
 from msq_gateway.store import KNOWN, TERMINAL, Sent, TxRecord, TxStore, Update, new_id
+from msq_gateway.upstreams import Upstreams
 from msq_gateway.webhooks import CallbackSender
 
 log = logging.getLogger("msq_gateway.relay")

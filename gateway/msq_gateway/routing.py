@@ -13,11 +13,12 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-import httpx
+import aiohttp
 
 from msq_gateway import metrics
-from msq_gateway.relayer_client import RelayerError, Upstreams, get_status
+from msq_gateway.relayer_client import RelayerError, get_status
 from msq_gateway.runtime import RelayerTarget, Snapshot
+from msq_gateway.upstreams import Upstreams
 
 log = logging.getLogger("msq_gateway.routing")
 
@@ -87,7 +88,7 @@ class Router:
         metrics.RELAYER_ROUTABLE.labels(relayer=relayer_id).set(0)
 
     async def poll_one(
-        self, http: httpx.AsyncClient, relayer: RelayerTarget, timeout: float, failure_threshold: int
+        self, http: aiohttp.ClientSession, relayer: RelayerTarget, timeout: float, failure_threshold: int
     ) -> None:
         st = self.state(relayer.id)
         handed_before = st.handed_since_poll

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import cast
 
 from redis.asyncio import Redis
-from redis.typing import EncodableT, FieldT
 
 TERMINAL = frozenset({"confirmed", "failed", "canceled", "expired"})
 KNOWN = frozenset({"pending", "sent", "submitted", "mined", *TERMINAL})
@@ -50,6 +49,17 @@ if rn ~= nil and rc < 4 and rn >= rc then
   if changed == 1 then redis.call('HSET', key, 'updatedAt', ARGV[4]) end
 end
 return {gid, changed, cur, redis.call('HGETALL', key)}
+"""
+
+
+# Writes a new record in one round trip. KEYS: the record, the (relayer, transaction) index or '', the set of
+# unknown outcomes or ''. ARGV: ttl, gid, creation time, then the record's fields as name, value pairs.
+_CREATE = """
+redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+if KEYS[2] ~= '' then redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[1]) end
+if KEYS[3] ~= '' then redis.call('ZADD', KEYS[3], ARGV[3], ARGV[2]) end
+return 1
 """
 
 
@@ -112,6 +122,7 @@ class TxStore:
         self.redis = redis
         self.prefix = prefix
         self._update = redis.register_script(_UPDATE)
+        self._create = redis.register_script(_CREATE)
 
     def _key(self, gid: str) -> str:
         return f"{self.prefix}:tx:{gid}"
@@ -139,27 +150,25 @@ class TxStore:
         sent: Sent | None = None,
     ) -> TxRecord:
         now = time.time()
-        fields: dict[FieldT, EncodableT] = {
-            "kind": kind,
-            "client": client,
-            "relayerId": relayer_id,
-            "txId": tx_id or "",
-            "status": status,
-            "hash": hash or "",
-            "createdAt": repr(now),
-            "updatedAt": repr(now),
-            "nonceKey": nonce_key or "",
-        }
+        fields = [
+            "kind", kind,
+            "client", client,
+            "relayerId", relayer_id,
+            "txId", tx_id or "",
+            "status", status,
+            "hash", hash or "",
+            "createdAt", repr(now),
+            "updatedAt", repr(now),
+            "nonceKey", nonce_key or "",
+        ]  # fmt: skip
         if sent is not None:
-            fields.update(sentTo=sent.to, sentData=sent.data, sentValue=sent.value, ttl=str(ttl))
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(self._key(gid), mapping=fields)
-            pipe.expire(self._key(gid), ttl)
-            if tx_id:
-                pipe.set(self._index(relayer_id, tx_id), gid, ex=ttl)
-            if sent is not None:
-                pipe.zadd(self._unknown, {gid: now})
-            await pipe.execute()
+            fields += ["sentTo", sent.to, "sentData", sent.data, "sentValue", sent.value, "ttl", str(ttl)]
+        keys = [
+            self._key(gid),
+            self._index(relayer_id, tx_id) if tx_id else "",
+            self._unknown if sent is not None else "",
+        ]
+        await self._create(keys=keys, args=[ttl, gid, repr(now), *fields])
         return TxRecord(gid, kind, client, relayer_id, tx_id, status, hash, None, now, now, nonce_key)
 
     async def unknown(self, limit: int = 100) -> list[tuple[TxRecord, Sent]]:

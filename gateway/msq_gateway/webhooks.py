@@ -19,10 +19,11 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
+import aiohttp
 
 from msq_gateway import metrics
 from msq_gateway.runtime import Client, RelayerTarget
+from msq_gateway.upstreams import HTTP_ERRORS, error_name, post_json
 
 log = logging.getLogger("msq_gateway.webhooks")
 
@@ -88,7 +89,7 @@ def parse_notification(body: bytes) -> TxUpdate | None:
 class CallbackSender:
     """Posts status changes to clients' callback URLs in the background."""
 
-    def __init__(self, http: httpx.AsyncClient) -> None:
+    def __init__(self, http: aiohttp.ClientSession) -> None:
         self.http = http
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -107,13 +108,15 @@ class CallbackSender:
         delay = 0.5
         for attempt in range(1, attempts + 1):
             try:
-                resp = await self.http.post(url, content=body, headers=headers, timeout=timeout)
-                if resp.status_code < 300:
+                resp = await post_json(
+                    self.http, url, body, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)
+                )
+                if resp.status < 300:
                     metrics.CALLBACKS.labels(result="ok").inc()
                     return
-                reason = f"HTTP {resp.status_code}"
-            except httpx.HTTPError as exc:
-                reason = type(exc).__name__
+                reason = f"HTTP {resp.status}"
+            except HTTP_ERRORS as exc:
+                reason = error_name(exc)
             if attempt < attempts:
                 await asyncio.sleep(delay)
                 delay *= 2
