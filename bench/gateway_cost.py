@@ -22,8 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import secrets
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,6 +35,8 @@ from eth_utils import to_checksum_address
 
 from bench.cpu import cpu_seconds
 from bench.loadgen import LoadResult, run_wrk
+from bench.pool_scaling import mint_body
+from bench.profile import profiling
 from bench.report import emit, progress, quiet_logs
 from msq_contracts.forward_request import ForwarderDomain, ForwardRequest, sign_request
 from msq_devstack.chain import ANVIL_KEYS
@@ -49,13 +49,6 @@ SINK_ID = "sink-0"
 SINK_KEY = "sink-api-key-" + secrets.token_hex(16)
 DIRECT = "/api/v1/relay/direct"
 GASLESS = "/api/v1/relay/gasless"
-
-
-def _direct_bodies(nft: str, n: int) -> list[str]:
-    return [
-        json.dumps({"to": nft, "data": "0x6a627842" + "00" * 12 + secrets.token_hex(20), "gasLimit": 200000})
-        for _ in range(n)
-    ]
 
 
 def _gasless_bodies(token: str, domain: ForwarderDomain, n: int) -> list[str]:
@@ -124,12 +117,9 @@ def _arm(
     answered_ok: Callable[[LoadResult], int],
     profile_dir: Path | None = None,
 ) -> dict[str, Any]:
-    before = {part: cpu_seconds(pid) for part, pid in pids.items()}
-    profiler = _profile(pids["gateway"], profile_dir / f"{name}.txt") if profile_dir else None
-    result = load()
-    if profiler is not None:
-        profiler.send_signal(signal.SIGINT)
-        profiler.wait(timeout=60)
+    with profiling({"gateway": pids["gateway"]}, profile_dir, name):
+        before = {part: cpu_seconds(pid) for part, pid in pids.items()}
+        result = load()
     ok = answered_ok(result)
     if ok != result.requests or result.errors:
         raise RuntimeError(f"{name}: {result.requests - ok} unexpected answers: {result.summary()}")
@@ -141,17 +131,6 @@ def _arm(
     }
     progress(f"{name}: {row['rps']} req/s, p50 {row['p50_ms']} ms, cpu/request {row['cpu_ms_per_request']}")
     return row
-
-
-def _profile(pid: int, out: Path) -> subprocess.Popen[bytes]:
-    """py-spy sampling the gateway until interrupted; collapsed stacks (one line per stack, with its count),
-    the input of any flame graph tool and greppable as it is."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    py_spy = Path(sys.executable).with_name("py-spy")
-    argv = [str(py_spy), "record", "--pid", str(pid), "--format", "raw", "--rate", "200", "-o", str(out)]
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(1.0)  # attached before the load starts
-    return proc
 
 
 def _met(value: float, op: str, bound: float) -> dict[str, Any]:
@@ -228,7 +207,7 @@ def run(seconds: float = 4, connections: int = 32, profile_dir: Path | None = No
                 name="MSQForwarder", chain_id=stack.chain.chain_id, verifying_contract=samples.forwarder
             )
             progress("signing gasless requests and raw transfers")
-            direct = _direct_bodies(samples.nft, 2000)
+            direct = [mint_body(samples.nft) for _ in range(2000)]
             gasless = _gasless_bodies(samples.token, domain, int(1500 * seconds))
             warm = _gasless_bodies(samples.token, domain, 300)
             raw = _raw_transfers(stack.chain.chain_id, stack.chain.rpc_url, int(1500 * seconds))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -30,18 +31,30 @@ function init(args)
 end
 
 local reuse = os.getenv("WRK_REUSE") == "1"
+local drained = false
+
+local tail = os.getenv("WRK_TAIL")
 
 function request()
   i = i + 1
-  if i > n and not reuse then wrapped = wrapped + 1 end
+  if i > n and not reuse then
+    wrapped = wrapped + 1
+    -- A request that is not a transaction, so the bodies' transactions are sent exactly once each.
+    if tail ~= nil and tail ~= "" then return wrk.format("GET", tail) end
+  end
   return wrk.format("POST", path, nil, bodies[((i - 1) % n) + 1])
 end
 
 function response(status, headers, body)
   local k = tostring(status)
   statuses[k] = (statuses[k] or 0) + 1
-  -- Out of bodies: stop. The requests already on their way repeat bodies but are not counted.
-  if i >= n and not reuse then wrk.thread:stop() end
+  -- Out of bodies: stop, and say so; the caller then interrupts wrk, which ends the run and prints it.
+  if i >= n and not reuse and not drained then
+    drained = true
+    io.stderr:write("WRK_DRAINED\n")
+    io.stderr:flush()
+    wrk.thread:stop()
+  end
 end
 
 local threads = {}
@@ -113,10 +126,12 @@ def run_wrk(
     api_key: str = "",
     timeout_s: float = 10,
     reuse: bool = False,
+    tail_path: str = "",
 ) -> LoadResult:
     """POST the bodies in order to `url` + `path` for `seconds` over `connections` keep-alive connections,
     from one wrk thread. Each body is sent once and the run ends early when they run out, unless `reuse` lets
-    the list start over."""
+    the list start over. The few requests already on their way when the bodies run out repeat bodies, or with
+    `tail_path` are a GET of that path instead, so that no body is sent twice."""
     with tempfile.TemporaryDirectory(prefix="wrk-") as tmp:
         body_file = Path(tmp) / "bodies.jsonl"
         body_file.write_text("\n".join(bodies) + "\n")
@@ -128,6 +143,7 @@ def run_wrk(
             "WRK_PATH": path,
             "WRK_API_KEY": api_key,
             "WRK_REUSE": "1" if reuse else "0",
+            "WRK_TAIL": tail_path,
         }
         argv = [
             wrk_binary(),
@@ -141,7 +157,12 @@ def run_wrk(
         ]
         proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         assert proc.stderr is not None
-        err = proc.stderr.read()
+        lines = []
+        for line in proc.stderr:
+            lines.append(line)
+            if line.strip() == "WRK_DRAINED":
+                proc.send_signal(signal.SIGINT)
+        err = "".join(lines)
         _, status, usage = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)
     line = next((x for x in err.splitlines() if x.startswith("WRK_RESULT ")), None)

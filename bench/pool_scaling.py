@@ -18,7 +18,7 @@ same CPUs, which is what the efficiency column shows.
 from __future__ import annotations
 
 import argparse
-import asyncio
+import json
 import secrets
 import tempfile
 import time
@@ -28,6 +28,8 @@ from typing import Any
 import httpx
 
 from bench.cpu import cpu_seconds
+from bench.loadgen import run_wrk
+from bench.profile import profiling
 from bench.report import emit, progress, quiet_logs
 from msq_devstack.stack import StackRunner
 from msq_gateway.devpool import LocalPool, deploy_samples, sha256_hex
@@ -35,31 +37,20 @@ from msq_gateway.devpool import LocalPool, deploy_samples, sha256_hex
 API_KEY = "bench-scaling-key-" + secrets.token_hex(16)
 
 
-def _mint(nft: str) -> dict[str, Any]:
-    return {"to": nft, "data": "0x6a627842" + "00" * 12 + secrets.token_hex(20), "gasLimit": 200_000}
+def mint_body(nft: str) -> str:
+    """A direct ERC-721 `mint(address)` to a fresh address, as a gateway request body."""
+    return json.dumps(
+        {"to": nft, "data": "0x6a627842" + "00" * 12 + secrets.token_hex(20), "gasLimit": 200000}
+    )
 
 
-async def _submit(url: str, nft: str, count: int, concurrency: int) -> tuple[float, dict[str, int]]:
-    per_relayer: dict[str, int] = {}
-    async with httpx.AsyncClient(
-        base_url=url,
-        headers={"X-API-Key": API_KEY},
-        timeout=60,
-        limits=httpx.Limits(max_connections=concurrency),
-    ) as client:
-        sem = asyncio.Semaphore(concurrency)
-
-        async def one() -> None:
-            async with sem:
-                resp = await client.post("/api/v1/relay/direct", json=_mint(nft))
-            if resp.status_code != 202:
-                raise RuntimeError(f"submission failed: {resp.status_code} {resp.text}")
-            rid = resp.json()["relayerId"]
-            per_relayer[rid] = per_relayer.get(rid, 0) + 1
-
-        start = time.perf_counter()
-        await asyncio.gather(*(one() for _ in range(count)))
-        return time.perf_counter() - start, per_relayer
+def _accepted(pool: LocalPool) -> int:
+    """Direct transactions the gateway handed to a relayer so far, from its own counter. wrk is interrupted
+    once its bodies run out, and a request it had not finished writing then never reaches the gateway: the
+    count of transactions to wait for is the gateway's, not the number of bodies."""
+    text = httpx.get(f"{pool.url}/metrics", timeout=5).text
+    prefix = 'msq_gateway_relayed_transactions_total{kind="direct",status="accepted"} '
+    return sum(int(float(line.removeprefix(prefix))) for line in text.splitlines() if line.startswith(prefix))
 
 
 def _parts(pool: LocalPool, stack: Any, active: list[Any]) -> dict[str, int]:
@@ -71,7 +62,14 @@ def _parts(pool: LocalPool, stack: Any, active: list[Any]) -> dict[str, int]:
 
 
 def _measure(
-    pool: LocalPool, stack: Any, nft: str, size: int, count: int, concurrency: int
+    pool: LocalPool,
+    stack: Any,
+    nft: str,
+    size: int,
+    count: int,
+    concurrency: int,
+    timeout: float = 300,
+    profile_dir: Path | None = None,
 ) -> dict[str, Any]:
     active = pool.relayers[:size]
     for i, r in enumerate(pool.relayers):
@@ -79,36 +77,61 @@ def _measure(
     pool.apply()
     before = pool.chain_nonces()
     pids = _parts(pool, stack, active)
-    cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
-    start = time.perf_counter()
-    accepted_s, per_relayer = asyncio.run(_submit(pool.url, nft, count, concurrency))
-    deadline = time.monotonic() + 600
-    while True:
-        nonces = pool.chain_nonces()
-        mined = sum(nonces[r.relayer_id] - before[r.relayer_id] for r in active)
-        if mined >= count and all(r.status()["pending_transactions_count"] == 0 for r in active):
-            break
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{count - mined} transactions not confirmed in time with {size} relayers")
-        time.sleep(0.02)
-    elapsed = time.perf_counter() - start
-    cpu_ms = {
-        name: round((cpu_seconds(pid) - cpu_before[name]) * 1000 / count, 2) for name, pid in pids.items()
-    }
-    if mined != count:
-        raise RuntimeError(f"expected {count} transactions from the active relayers, chain shows {mined}")
+    bodies = [mint_body(nft) for _ in range(count)]
+    accepted_before = _accepted(pool)
+    sampled = {name: pid for name, pid in pids.items() if name in ("gateway", active[0].relayer_id)}
+    with profiling(sampled, profile_dir, f"relayers-{size}"):
+        cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        start = time.perf_counter()
+        load = run_wrk(
+            pool.url, "/api/v1/relay/direct", bodies, seconds=600, connections=concurrency, api_key=API_KEY,
+            tail_path="/healthz",
+        )  # fmt: skip
+        # Requests written before wrk was interrupted are still being relayed: wait for the count to settle.
+        sent, settled = -1, _accepted(pool) - accepted_before
+        while settled != sent:
+            sent = settled
+            time.sleep(0.5)
+            settled = _accepted(pool) - accepted_before
+        deadline = time.monotonic() + timeout
+        while True:
+            nonces = pool.chain_nonces()
+            mined = {r.relayer_id: nonces[r.relayer_id] - before[r.relayer_id] for r in active}
+            if sum(mined.values()) >= sent and all(
+                r.status()["pending_transactions_count"] == 0 for r in active
+            ):
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"{sent - sum(mined.values())} of {sent} transactions not confirmed in time; "
+                    f"the gateway answered {load.summary()['statuses']}"
+                )
+            time.sleep(0.02)
+        elapsed = time.perf_counter() - start
+        cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
+    cpu["wrk"] = load.cpu_seconds
+    cpu_ms = {name: round(seconds * 1000 / sent, 3) for name, seconds in cpu.items()}
+    if sum(mined.values()) != sent or sent < count - concurrency:
+        raise RuntimeError(
+            f"expected {sent} transactions from the active relayers, chain shows {mined}; "
+            f"the gateway answered {load.summary()['statuses']}"
+        )
     return {
         "relayers": size,
-        "transactions": count,
+        "transactions": sent,
         "seconds": round(elapsed, 3),
-        "confirmed_tps": round(count / elapsed, 1),
-        "accepted_tps": round(count / accepted_s, 1),
-        "per_relayer": dict(sorted(per_relayer.items())),
+        "confirmed_tps": round(sent / elapsed, 1),
+        "accepted_tps": round(load.ok(202) / load.seconds, 1),
+        "submit_p50_ms": round(load.p50_ms, 2),
+        "submit_p99_ms": round(load.p99_ms, 2),
+        "per_relayer": dict(sorted(mined.items())),
         "cpu_ms_per_tx": cpu_ms,
     }
 
 
-def run(sizes: list[int], count: int, concurrency: int, engine: str = "dev") -> dict[str, Any]:
+def run(
+    sizes: list[int], count: int, concurrency: int, engine: str = "dev", profile_dir: Path | None = None
+) -> dict[str, Any]:
     with StackRunner(kube=False) as stack:
         assert stack.chain and stack.redis and stack.openbao
         samples = deploy_samples(stack.chain)
@@ -131,11 +154,13 @@ def run(sizes: list[int], count: int, concurrency: int, engine: str = "dev") -> 
         ).start()
         try:
             progress("warm-up")
-            _measure(pool, stack, samples.nft, max(sizes), min(100, count), concurrency)
+            _measure(pool, stack, samples.nft, max(sizes), min(100, count), concurrency, timeout=30)
             rows = []
             for size in sizes:
                 progress(f"{size} relayer(s): {count} transactions")
-                rows.append(_measure(pool, stack, samples.nft, size, count, concurrency))
+                rows.append(
+                    _measure(pool, stack, samples.nft, size, count, concurrency, profile_dir=profile_dir)
+                )
         finally:
             pool.stop()
     base = rows[0]["confirmed_tps"] / rows[0]["relayers"]
@@ -158,9 +183,13 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=48)
     parser.add_argument("--sizes", default="1,2,4,8")
     parser.add_argument("--engine", choices=["dev", "oz"], default="dev")
+    parser.add_argument(
+        "--profile", type=Path, help="write py-spy collapsed stacks of the gateway and the first relayer here"
+    )
     args = parser.parse_args()
     quiet_logs()
-    emit(run([int(s) for s in args.sizes.split(",")], args.transactions, args.concurrency, args.engine))
+    sizes = [int(s) for s in args.sizes.split(",")]
+    emit(run(sizes, args.transactions, args.concurrency, args.engine, args.profile))
 
 
 if __name__ == "__main__":

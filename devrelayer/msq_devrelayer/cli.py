@@ -17,8 +17,6 @@ def main() -> None:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    # httpx logs every request URL at INFO; at hundreds of transactions a second that drowns the log.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         run(os.environ)
     except StartupError as exc:
