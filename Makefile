@@ -28,6 +28,7 @@ node_modules/.installed: package.json package-lock.json
 .PHONY: .debian-packages
 .debian-packages:
 	@command -v redis-server >/dev/null || { $(SUDO) apt-get update -q && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server; }
+	@command -v wrk >/dev/null || { $(SUDO) apt-get update -q && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk; }
 	@command -v prometheus >/dev/null || { $(SUDO) apt-get update -q && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus; }
 
 kube-binaries:

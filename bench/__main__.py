@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench import gateway_overhead, operator_timings, pool_scaling
+from bench import gateway_cost, gateway_overhead, http_clients, operator_timings, pool_scaling
 from bench.report import emit, quiet_logs
 from msq_devstack import engine
 
@@ -11,8 +11,10 @@ def main() -> None:
     quiet_logs()
     emit(
         {
+            "gateway_cost": gateway_cost.run(),
+            "http_clients": http_clients.run(requests=4000, concurrency=32, rounds=3),
             "gateway_overhead": gateway_overhead.run(requests=200),
-            "pool_scaling": pool_scaling.run(sizes=[1, 2, 4, 8], count=300, concurrency=48),
+            "pool_scaling": pool_scaling.run(sizes=[1, 2, 4, 8], count=600, concurrency=48),
             # The real engine costs ~100x the stand-in's CPU per transaction: fewer, on 1 and 3 relayers.
             "pool_scaling_oz": pool_scaling.run(sizes=[1, 3], count=30, concurrency=6, engine="oz")
             if engine.oz_binary()

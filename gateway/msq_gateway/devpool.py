@@ -91,6 +91,7 @@ class LocalPool:
     relayers: list[PoolRelayer] = field(default_factory=list)
     gateway_port: int = 0
     gateway: ManagedProcess | None = None
+    replicas: list[ManagedProcess] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -122,8 +123,12 @@ class LocalPool:
         with ThreadPoolExecutor(max_workers=max(1, min(8, self.size))) as ex:
             list(ex.map(self._start_relayer, self.relayers))
         self.write_config()
-        self.gateway = ManagedProcess(
-            f"gateway-{self.name}",
+        self.gateway = self._start_gateway(self.gateway_port)
+        return self
+
+    def _start_gateway(self, port: int, name: str = "") -> ManagedProcess:
+        proc = ManagedProcess(
+            f"gateway-{self.name}{name}",
             [
                 sys.executable,
                 "-m",
@@ -133,7 +138,7 @@ class LocalPool:
                 "--host",
                 "127.0.0.1",
                 "--port",
-                str(self.gateway_port),
+                str(port),
                 "--watch-interval",
                 "0.2",
                 "--log-level",
@@ -141,14 +146,23 @@ class LocalPool:
             ],
             self.log_dir,
         ).start()
-        self.gateway.wait_ready(lambda: httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200, 60)
-        return self
+        url = f"http://127.0.0.1:{port}"
+        proc.wait_ready(lambda: httpx.get(f"{url}/readyz", timeout=2).status_code == 200, 60)
+        return proc
+
+    def add_gateway_replica(self) -> str:
+        """One more gateway process on the same config and Redis (a second pod of the Deployment); its URL."""
+        port = free_port()
+        self.replicas.append(self._start_gateway(port, f"-replica{len(self.replicas) + 1}"))
+        return f"http://127.0.0.1:{port}"
 
     def _start_relayer(self, r: PoolRelayer) -> None:
         engine = "oz" if self.engine == "oz" else "dev"
         r.process = start_relayer(r.config_dir, r.env, self.log_dir, r.relayer_id, engine=engine)
 
     def stop(self) -> None:
+        for replica in self.replicas:
+            replica.stop()
         if self.gateway is not None:
             self.gateway.stop()
         for r in self.relayers:
