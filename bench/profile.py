@@ -37,3 +37,33 @@ def profiling(pids: dict[str, int], out_dir: Path | None, arm: str) -> Iterator[
             p.send_signal(signal.SIGINT)
         for p in procs:
             p.wait(timeout=60)
+
+
+def summarize(collapsed: Path, top: int = 40) -> str:
+    """The functions with the largest share of samples, inclusive (the function and what it called) and
+    self (the function's own lines), from a collapsed-stacks file."""
+    inclusive: dict[str, int] = {}
+    own: dict[str, int] = {}
+    total = 0
+    for line in collapsed.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack:
+            continue
+        n = int(count)
+        total += n
+        frames = [f.split(" (")[0] + " " + f.rsplit("(", 1)[-1].split(":")[0] for f in stack.split(";")]
+        for name in set(frames):
+            inclusive[name] = inclusive.get(name, 0) + n
+        own[frames[-1]] = own.get(frames[-1], 0) + n
+    out = [f"{collapsed.name}: {total} samples", "inclusive:"]
+    for name, n in sorted(inclusive.items(), key=lambda kv: -kv[1])[:top]:
+        out.append(f"  {100 * n / total:5.1f}%  {name}")
+    out.append("self:")
+    for name, n in sorted(own.items(), key=lambda kv: -kv[1])[: top // 2]:
+        out.append(f"  {100 * n / total:5.1f}%  {name}")
+    return "\n".join(out) + "\n"
+
+
+if __name__ == "__main__":
+    for arg in sys.argv[1:]:
+        print(summarize(Path(arg)))
