@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import secrets
-import threading
 import time
 import uuid
 from collections import Counter
@@ -34,47 +33,11 @@ from bench.report import cpu_seconds, emit, memory_mb, progress, quiet_logs
 from msq_devstack.kube import WRITE_VERBS, KubeControlPlane
 from msq_devstack.operator import OperatorProcess
 from msq_devstack.pods import ANNOTATION_ENDPOINT
-from msq_devstack.relayer_stub import RelayerStub
+from msq_devstack.relayer_stub import EndpointAnnotator, RelayerStub
 from msq_devstack.scenario import GROUP, VERSION, apply_crds, create_pool_secrets, pool_manifest
 from msq_devstack.stack import Stack, StackRunner
 
 FORWARDER = "0x5FbDB2315678afecb367f032d93F642f64180aa3"  # never called: no transaction is relayed
-
-
-class Annotator:
-    """Points every Relayer the operator creates at the stub, as the pod runner points them at their pods."""
-
-    def __init__(self, api: client.ApiClient, namespace: str, url: str) -> None:
-        self.custom = client.CustomObjectsApi(api)
-        self.namespace, self.url = namespace, url
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="annotator", daemon=True)
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                items = self.custom.list_namespaced_custom_object(GROUP, VERSION, self.namespace, "relayers")
-                for r in items["items"]:
-                    if (r["metadata"].get("annotations") or {}).get(ANNOTATION_ENDPOINT) != self.url:
-                        self.custom.patch_namespaced_custom_object(
-                            GROUP,
-                            VERSION,
-                            self.namespace,
-                            "relayers",
-                            r["metadata"]["name"],
-                            {"metadata": {"annotations": {ANNOTATION_ENDPOINT: self.url}}},
-                        )
-            except client.ApiException as e:
-                progress(f"annotator: {e.status} {e.reason}")
-            self._stop.wait(1.0)
-
-    def start(self) -> Annotator:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(30)
 
 
 def _ready_pools(custom: client.CustomObjectsApi, namespace: str) -> set[str]:
@@ -149,12 +112,7 @@ def _steady_state(
     memory = memory_mb(pid)
     stub_after = stub.counts()
     time.sleep(3)  # the audit log is written in batches of up to 1 s
-    # The API server shares this machine's clock: the requests it received inside the window.
-    events = [
-        e
-        for e in kube.audited_requests(since=offset)
-        if begin <= dt.datetime.fromisoformat(e["requestReceivedTimestamp"].replace("Z", "+00:00")) <= end
-    ]
+    events = kube.audited_requests(since=offset, received=(begin, end))
     per_minute = 60 / elapsed
     by_kind = Counter(_kind(e["verb"]) for e in events)
     by_request = Counter(
@@ -208,7 +166,7 @@ def run(
         operator = OperatorProcess(
             stack.kube.operator_kubeconfig, stack.log_dir, namespaces=[namespace], name="operator-scale"
         ).start()
-        annotator = Annotator(api, namespace, stub.url).start()
+        annotator = EndpointAnnotator(api, namespace, stub.url).start()
         assert operator.process.proc
         pid = operator.process.proc.pid
         try:

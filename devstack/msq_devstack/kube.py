@@ -3,6 +3,7 @@ Deployments, ReplicaSets, namespaces, service accounts). No scheduler or kubelet
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import ssl
 from dataclasses import dataclass, field
@@ -69,10 +70,17 @@ class KubeControlPlane:
         """Where the audit log ends now: `audited_requests(since=...)` counts from here."""
         return self.audit_log.stat().st_size if self.audit_log.exists() else 0
 
-    def audited_requests(self, user: str = OPERATOR_USER, since: int = 0) -> list[dict[str, Any]]:
+    def audited_requests(
+        self,
+        user: str = OPERATOR_USER,
+        since: int = 0,
+        received: tuple[dt.datetime, dt.datetime] | None = None,
+    ) -> list[dict[str, Any]]:
         """Every request `user` made after byte `since` of the audit log, once each (a watch is logged when
-        it starts and again when it ends: it counts at its start). Reads are logged only by a control plane
-        started with `audit_reads=True`."""
+        it starts and again when it ends: it counts at its start), and, with `received`, that the API server
+        received between those two times (it shares this machine's clock; the log is written in batches, so
+        a request of just before `since` may follow it). Reads are logged only by a control plane started
+        with `audit_reads=True`."""
         if not self.audit_log.exists():
             return []
         with self.audit_log.open("rb") as f:
@@ -90,8 +98,13 @@ class KubeControlPlane:
             if e.get("user", {}).get("username") != user:
                 continue
             long_running = e.get("verb") == "watch"
-            if e.get("stage") == ("ResponseStarted" if long_running else "ResponseComplete"):
-                out.append(e)
+            if e.get("stage") != ("ResponseStarted" if long_running else "ResponseComplete"):
+                continue
+            if received is not None:
+                at = dt.datetime.fromisoformat(e["requestReceivedTimestamp"].replace("Z", "+00:00"))
+                if not received[0] <= at <= received[1]:
+                    continue
+            out.append(e)
         return out
 
     def stop(self) -> None:

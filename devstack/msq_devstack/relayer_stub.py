@@ -11,6 +11,10 @@ import threading
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from kubernetes import client
+
+from msq_devstack.pods import ANNOTATION_ENDPOINT, GROUP, VERSION
+
 _STATUS = re.compile(r"^/api/v1/relayers/[^/]+/status$")
 BALANCE_WEI = 10**21
 
@@ -75,3 +79,40 @@ class RelayerStub:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(10)
+
+
+class EndpointAnnotator:
+    """Points every Relayer the operator creates at the stub, as the pod runner points them at their pods."""
+
+    def __init__(self, api: client.ApiClient, namespace: str, url: str) -> None:
+        self.custom = client.CustomObjectsApi(api)
+        self.namespace, self.url = namespace, url
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="endpoint-annotator", daemon=True)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                items = self.custom.list_namespaced_custom_object(GROUP, VERSION, self.namespace, "relayers")
+                for r in items["items"]:
+                    if (r["metadata"].get("annotations") or {}).get(ANNOTATION_ENDPOINT) != self.url:
+                        self.custom.patch_namespaced_custom_object(
+                            GROUP,
+                            VERSION,
+                            self.namespace,
+                            "relayers",
+                            r["metadata"]["name"],
+                            {"metadata": {"annotations": {ANNOTATION_ENDPOINT: self.url}}},
+                        )
+            except client.ApiException as e:
+                self.errors.append(f"{e.status} {e.reason}")
+            self._stop.wait(1.0)
+
+    def start(self) -> EndpointAnnotator:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(30)

@@ -35,10 +35,10 @@ ALLOWED = {
     ("relayer.msq.io", "relayerpools/scale"): {"patch"},
     ("relayer.msq.io", "relayerpools/finalizers"): {"update"},
     ("relayer.msq.io", "relayers/finalizers"): {"update"},
-    ("", "secrets"): {"get", "create", "patch"},
-    ("", "configmaps"): {"get", "create", "patch"},
-    ("", "services"): {"get", "create", "patch"},
-    ("apps", "deployments"): {"get", "create", "patch"},
+    ("", "secrets"): {"get", "list", "watch", "create", "patch"},
+    ("", "configmaps"): {"get", "list", "watch", "create", "patch"},
+    ("", "services"): {"get", "list", "watch", "create", "patch"},
+    ("apps", "deployments"): {"get", "list", "watch", "create", "patch"},
     ("", "events"): {"create"},
 }
 DISCOVERY = {
