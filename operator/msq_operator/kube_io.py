@@ -145,12 +145,15 @@ class Kube:
         )
         self.writes += 1
 
-    def read_secret(self, namespace: str, name: str) -> dict[str, str]:
-        """Decoded data of a Secret; raises LookupError naming it when absent (the server is asked when the
-        cache has not seen it)."""
+    def read_secret(self, namespace: str, name: str, fresh: bool = False) -> dict[str, str]:
+        """Decoded data of a Secret; raises LookupError naming it when absent. From the watch cache when there
+        is one, where absent means absent (Kopf lists every Secret before a handler runs); `fresh` asks the
+        server, for a read whose answer is written back (the cache may not have seen a Secret just made)."""
         cache = self._cached("v1", "Secret")
-        watched = cache.get("v1", "Secret", namespace, name) if cache is not None else None
-        if watched is not None:
+        if cache is not None and not fresh:
+            watched = cache.get("v1", "Secret", namespace, name)
+            if watched is None:
+                raise LookupError(f"Secret {namespace}/{name} not found")
             return {k: base64.b64decode(v).decode() for k, v in (watched.get("data") or {}).items()}
         try:
             secret = self.core.read_namespaced_secret(name, namespace)

@@ -12,8 +12,9 @@ from msq_operator.render.meta import MANAGED_BY
 from msq_operator.resources import API_VERSION, GROUP, VERSION
 from msq_operator.watch_cache import INDEXES
 
-# Secrets of these types are never referenced by a pool and can be large (Helm keeps every release in one).
-UNCACHED_SECRET_TYPES = ("helm.sh/release.v1", "kubernetes.io/service-account-token")
+# Helm keeps every release in a Secret of this type: large, and never one a pool names (the operator cannot
+# read one).
+UNCACHED_SECRET_TYPES = ("helm.sh/release.v1",)
 _MANAGED = {"app.kubernetes.io/managed-by": MANAGED_BY}
 
 
