@@ -29,7 +29,8 @@ from typing import Any
 
 from kubernetes import client, config
 
-from bench.report import cpu_seconds, emit, memory_mb, progress, quiet_logs
+from bench.cpu import cpu_seconds, memory_mb
+from bench.report import emit, progress, quiet_logs
 from msq_devstack.kube import WRITE_VERBS, KubeControlPlane
 from msq_devstack.operator import OperatorProcess
 from msq_devstack.pods import ANNOTATION_ENDPOINT
