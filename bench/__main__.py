@@ -18,7 +18,7 @@ def main() -> None:
             if engine.oz_binary()
             else {"skipped": engine.HOW_TO_ENABLE},
             "operator_timings": operator_timings.run(),
-            # The full 100 x 10 takes the better part of half an hour here: a smaller run (bench/README.md).
+            # The full 100 x 10 takes about 10 minutes here: a smaller run (bench/README.md has the full one).
             "operator_scale": operator_scale.run(pools=20, relayers=5, baseline_pools=5, steady_seconds=30),
         }
     )

@@ -148,7 +148,7 @@ def test_no_wildcards_and_no_secret_deletes(values_file: str) -> None:
             for field in ("apiGroups", "resources", "verbs"):
                 assert "*" not in rule[field], (role["metadata"]["name"], rule)
         grants = _grants(role["rules"])
-        # list and watch feed the watch cache (msq_operator/watch_cache.py); nothing may delete or replace one.
+        # list and watch feed the watch cache (msq_operator/watch_cache.py); nothing deletes or replaces one.
         assert not grants.get(("", "secrets"), set()) & {"delete", "deletecollection", "update"}
         assert not any(
             r in grants for r in [("", "pods"), ("rbac.authorization.k8s.io", "clusterrolebindings")]
