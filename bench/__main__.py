@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench import gateway_cost, gateway_overhead, http_clients, operator_timings, pool_scaling
+from bench import gateway_cost, gateway_overhead, http_clients, operator_scale, operator_timings, pool_scaling
 from bench.report import emit, quiet_logs
 from msq_devstack import engine
 
@@ -20,6 +20,8 @@ def main() -> None:
             if engine.oz_binary()
             else {"skipped": engine.HOW_TO_ENABLE},
             "operator_timings": operator_timings.run(),
+            # The full 100 x 10 takes about 10 minutes here: a smaller run (bench/README.md has the full one).
+            "operator_scale": operator_scale.run(pools=20, relayers=5, baseline_pools=5, steady_seconds=30),
         }
     )
 

@@ -3,6 +3,7 @@ Deployments, ReplicaSets, namespaces, service accounts). No scheduler or kubelet
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import ssl
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ CONTROLLERS = ",".join(
 )
 
 
+WRITE_VERBS = ("create", "update", "patch", "delete", "deletecollection")
 # Write calls only, at Metadata level: enough to count who changed what (e.g. a steady operator's zero).
 AUDIT_POLICY = """apiVersion: audit.k8s.io/v1
 kind: Policy
@@ -36,6 +38,14 @@ rules:
   - level: Metadata
     verbs: ["create", "update", "patch", "delete", "deletecollection"]
   - level: None
+"""
+# Every request (reads and watches too), for the scale benchmark and the steady-state test: opt-in, since
+# it costs the API server a log line per request.
+AUDIT_POLICY_ALL = """apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived"]
+rules:
+  - level: Metadata
 """
 
 
@@ -52,16 +62,50 @@ class KubeControlPlane:
     def kubectl_argv(self, *args: str) -> list[str]:
         return [str(self.bin_dir / "kubectl"), "--kubeconfig", str(self.kubeconfig), *args]
 
-    def audited_writes(self, user: str = OPERATOR_USER) -> list[dict[str, Any]]:
-        """Write requests `user` has made so far, from the API server's audit log."""
+    def audited_writes(self, user: str = OPERATOR_USER, since: int = 0) -> list[dict[str, Any]]:
+        """Write requests `user` has made so far (after byte `since`), from the API server's audit log."""
+        return [e for e in self.audited_requests(user, since) if e.get("verb") in WRITE_VERBS]
+
+    def audit_offset(self) -> int:
+        """Where the audit log ends now: `audited_requests(since=...)` counts from here."""
+        return self.audit_log.stat().st_size if self.audit_log.exists() else 0
+
+    def audited_requests(
+        self,
+        user: str = OPERATOR_USER,
+        since: int = 0,
+        received: tuple[dt.datetime, dt.datetime] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Every request `user` made after byte `since` of the audit log, once each (a watch is logged when
+        it starts and again when it ends: it counts at its start), and, with `received`, that the API server
+        received between those two times (it shares this machine's clock; the log is written in batches, so
+        a request of just before `since` may follow it). Reads are logged only by a control plane started
+        with `audit_reads=True`."""
         if not self.audit_log.exists():
             return []
-        events = [json.loads(line) for line in self.audit_log.read_text().splitlines() if line.strip()]
-        return [
-            e
-            for e in events
-            if e.get("user", {}).get("username") == user and e.get("stage") == "ResponseComplete"
-        ]
+        with self.audit_log.open("rb") as f:
+            f.seek(max(0, since - 1))
+            data = f.read()
+        # The API server may be half-way through a line at either end: only whole lines count.
+        if since > 0:
+            data = data[data.find(b"\n") + 1 :] if not data.startswith(b"\n") else data[1:]
+        data = data[: data.rfind(b"\n") + 1]
+        out: list[dict[str, Any]] = []
+        for line in data.splitlines():
+            if not line.strip():
+                continue
+            e = json.loads(line)
+            if e.get("user", {}).get("username") != user:
+                continue
+            long_running = e.get("verb") == "watch"
+            if e.get("stage") != ("ResponseStarted" if long_running else "ResponseComplete"):
+                continue
+            if received is not None:
+                at = dt.datetime.fromisoformat(e["requestReceivedTimestamp"].replace("Z", "+00:00"))
+                if not received[0] <= at <= received[1]:
+                    continue
+            out.append(e)
+        return out
 
     def stop(self) -> None:
         for p in reversed(self.processes):
@@ -99,12 +143,15 @@ def _client(pki: Pki) -> httpx.Client:
     return httpx.Client(verify=ctx, timeout=3)
 
 
-def start_control_plane(work_dir: Path, log_dir: Path, timeout: float = 90) -> KubeControlPlane:
+def start_control_plane(
+    work_dir: Path, log_dir: Path, timeout: float = 90, audit_reads: bool = False
+) -> KubeControlPlane:
+    """`audit_reads` logs every request in the audit log (AUDIT_POLICY_ALL), not only the writes."""
     bin_dir = tools.kube_bin_dir()
     pki = make_pki(work_dir / "pki")
     etcd_client, etcd_peer, api_port = free_port(), free_port(), free_port()
     audit_policy = work_dir / "audit-policy.yaml"
-    audit_policy.write_text(AUDIT_POLICY)
+    audit_policy.write_text(AUDIT_POLICY_ALL if audit_reads else AUDIT_POLICY)
     plane = KubeControlPlane(
         server=f"https://127.0.0.1:{api_port}",
         kubeconfig=work_dir / "kubeconfig",
@@ -159,7 +206,7 @@ def start_control_plane(work_dir: Path, log_dir: Path, timeout: float = 90) -> K
                 f"--service-account-signing-key-file={pki.sa_key}",
                 "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
                 "--api-audiences=https://kubernetes.default.svc.cluster.local",
-                "--service-cluster-ip-range=10.0.0.0/24",
+                "--service-cluster-ip-range=10.0.0.0/16",  # room for a Service per relayer of 100 pools of 10
                 "--authorization-mode=RBAC",
                 "--allow-privileged=true",
                 "--enable-priority-and-fairness=false",

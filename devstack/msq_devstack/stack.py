@@ -53,7 +53,9 @@ class StackRunner:
         chain: bool = True,
         work_dir: Path | None = None,
         keep_work_dir: bool = False,
+        audit_reads: bool = False,
     ) -> None:
+        self.audit_reads = audit_reads  # the API server's audit log records reads too (see kube.py)
         self.want = {"kube": kube, "openbao": openbao, "redis": redis, "chain": chain}
         self._own_dir = work_dir is None
         self.work_dir = work_dir or Path(tempfile.mkdtemp(prefix="msq-devstack-"))
@@ -74,7 +76,7 @@ class StackRunner:
                 stack.openbao = start_openbao(logs)
                 self._exit.callback(stack.openbao.stop)
             if self.want["kube"]:
-                stack.kube = start_control_plane(self.work_dir / "kube", logs)
+                stack.kube = start_control_plane(self.work_dir / "kube", logs, audit_reads=self.audit_reads)
                 self._exit.callback(stack.kube.stop)
         except BaseException:
             self._exit.close()

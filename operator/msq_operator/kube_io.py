@@ -1,7 +1,9 @@
 """Kubernetes I/O: apply rendered objects only when they differ from what the server holds.
 
 Server-side apply with one field manager makes the operator the owner of exactly the fields it renders; the
-read-and-compare first means a steady pool causes no write calls at all.
+read-and-compare first means a steady pool causes no write calls at all. With a `WatchCache` (the running
+operator has one) the compare and the lists read the watched copies, so a steady pool causes no read calls
+either; `get` always asks the server.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from typing import Any
 from kubernetes import client, config
 from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import NotFoundError
+
+from msq_operator.watch_cache import WatchCache
 
 FIELD_MANAGER = "msq-operator"
 
@@ -38,7 +42,8 @@ def is_subset(desired: Any, live: Any) -> bool:
 class Kube:
     """A thin, synchronous client for the handlers (Kopf runs sync handlers in worker threads)."""
 
-    def __init__(self, api_client: client.ApiClient | None = None) -> None:
+    def __init__(self, api_client: client.ApiClient | None = None, cache: WatchCache | None = None) -> None:
+        self.cache = cache
         self.api = api_client or client.ApiClient()
         self.dynamic = DynamicClient(self.api)
         self.core = client.CoreV1Api(self.api)
@@ -46,17 +51,21 @@ class Kube:
         self.writes = 0
 
     @classmethod
-    def from_environment(cls) -> Kube:
+    def from_environment(cls, cache: WatchCache | None = None) -> Kube:
         try:
             config.load_incluster_config()
         except config.ConfigException:
             config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))
-        return cls()
+        return cls(cache=cache)
+
+    def _cached(self, api_version: str, kind: str) -> WatchCache | None:
+        return self.cache if self.cache is not None and self.cache.covers(api_version, kind) else None
 
     def _resource(self, api_version: str, kind: str) -> Any:
         return self.dynamic.resources.get(api_version=api_version, kind=kind)
 
     def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """The server's copy, never the cache's: for reads that must see the operator's own last write."""
         try:
             return self._resource(api_version, kind).get(name=name, namespace=namespace).to_dict()  # type: ignore[no-any-return]
         except NotFoundError:
@@ -65,14 +74,24 @@ class Kube:
     def list(
         self, api_version: str, kind: str, namespace: str, label_selector: str = ""
     ) -> list[dict[str, Any]]:
+        cache = self._cached(api_version, kind)
+        if cache is not None:
+            return cache.list(api_version, kind, namespace, label_selector)
         res = self._resource(api_version, kind).get(namespace=namespace, label_selector=label_selector)
         return [item.to_dict() for item in res.items] if res.items else []
 
     def apply(self, obj: dict[str, Any]) -> bool:
         """Create or update `obj` if the server's copy differs; returns whether a write happened."""
         meta = obj["metadata"]
+        desired = _comparable(obj)
+        cache = self._cached(obj["apiVersion"], obj["kind"])
+        if cache is not None:
+            watched = cache.get(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
+            if watched is not None and is_subset(desired, watched):
+                return False
+        # A difference (or a copy not seen yet) is checked against the server before anything is written.
         live = self.get(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
-        if live is not None and is_subset(_comparable(obj), live):
+        if live is not None and is_subset(desired, live):
             return False
         resource = self._resource(obj["apiVersion"], obj["kind"])
         resource_body = dict(obj)
@@ -126,8 +145,16 @@ class Kube:
         )
         self.writes += 1
 
-    def read_secret(self, namespace: str, name: str) -> dict[str, str]:
-        """Decoded data of a Secret; raises LookupError naming it when absent."""
+    def read_secret(self, namespace: str, name: str, fresh: bool = False) -> dict[str, str]:
+        """Decoded data of a Secret; raises LookupError naming it when absent. From the watch cache when there
+        is one, where absent means absent (Kopf lists every Secret before a handler runs); `fresh` asks the
+        server, for a read whose answer is written back (the cache may not have seen a Secret just made)."""
+        cache = self._cached("v1", "Secret")
+        if cache is not None and not fresh:
+            watched = cache.get("v1", "Secret", namespace, name)
+            if watched is None:
+                raise LookupError(f"Secret {namespace}/{name} not found")
+            return {k: base64.b64decode(v).decode() for k, v in (watched.get("data") or {}).items()}
         try:
             secret = self.core.read_namespaced_secret(name, namespace)
         except client.ApiException as e:

@@ -268,6 +268,8 @@ def test_service_account_can_exactly_what_the_operator_needs(
         ("get", "secrets", "-n", ns),
         ("create", "secrets", "-n", ns),
         ("patch", "secrets", "-n", ns),
+        ("watch", "secrets", "-n", ns),  # the watch cache (msq_operator/watch_cache.py)
+        ("list", "deployments.apps", "-n", ns),
         ("patch", "configmaps", "-n", ns),
         ("patch", "services", "-n", ns),
         ("get", "deployments.apps", "-n", ns),
@@ -285,7 +287,7 @@ def test_service_account_can_exactly_what_the_operator_needs(
     refused = [
         ("get", "secrets", "-n", "default"),  # another namespace
         ("get", "secrets", "-n", own),  # its own namespace is not a watched one
-        ("list", "secrets", "-n", ns),  # reads Secrets by name only
+        ("list", "secrets", "-n", own),
         ("delete", "secrets", "-n", ns),
         ("delete", "deployments.apps", "-n", ns),  # children go by garbage collection
         ("create", "pods", "-n", ns),

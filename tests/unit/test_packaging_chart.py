@@ -35,10 +35,10 @@ ALLOWED = {
     ("relayer.msq.io", "relayerpools/scale"): {"patch"},
     ("relayer.msq.io", "relayerpools/finalizers"): {"update"},
     ("relayer.msq.io", "relayers/finalizers"): {"update"},
-    ("", "secrets"): {"get", "create", "patch"},
-    ("", "configmaps"): {"get", "create", "patch"},
-    ("", "services"): {"get", "create", "patch"},
-    ("apps", "deployments"): {"get", "create", "patch"},
+    ("", "secrets"): {"get", "list", "watch", "create", "patch"},
+    ("", "configmaps"): {"get", "list", "watch", "create", "patch"},
+    ("", "services"): {"get", "list", "watch", "create", "patch"},
+    ("apps", "deployments"): {"get", "list", "watch", "create", "patch"},
     ("", "events"): {"create"},
 }
 DISCOVERY = {
@@ -141,14 +141,15 @@ def test_cluster_wide_uses_a_cluster_role_with_the_same_rules() -> None:
 
 
 @pytest.mark.parametrize("values_file", VALUES_FILES)
-def test_no_wildcards_and_no_secret_listing(values_file: str) -> None:
+def test_no_wildcards_and_no_secret_deletes(values_file: str) -> None:
     objs = render(values_file)
     for role in by_kind(objs, "Role") + by_kind(objs, "ClusterRole"):
         for rule in role["rules"]:
             for field in ("apiGroups", "resources", "verbs"):
                 assert "*" not in rule[field], (role["metadata"]["name"], rule)
         grants = _grants(role["rules"])
-        assert not grants.get(("", "secrets"), set()) & {"list", "watch", "delete", "update"}
+        # list and watch feed the watch cache (msq_operator/watch_cache.py); nothing deletes or replaces one.
+        assert not grants.get(("", "secrets"), set()) & {"delete", "deletecollection", "update"}
         assert not any(
             r in grants for r in [("", "pods"), ("rbac.authorization.k8s.io", "clusterrolebindings")]
         )

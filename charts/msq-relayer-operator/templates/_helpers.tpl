@@ -79,12 +79,14 @@ handlers/) and Kopf 1.45. No wildcards, no create/update/delete beyond what is l
 - apiGroups: [relayer.msq.io]
   resources: [relayerpools/finalizers, relayers/finalizers]
   verbs: [update]
+# list and watch feed the operator's watch cache (msq_operator/watch_cache.py): its timers read Secrets and
+# its own objects from watches instead of asking the API server on every pass.
 - apiGroups: [""]
   resources: [secrets, configmaps, services]
-  verbs: [get, create, patch]
+  verbs: [get, list, watch, create, patch]
 - apiGroups: [apps]
   resources: [deployments]
-  verbs: [get, create, patch]
+  verbs: [get, list, watch, create, patch]
 - apiGroups: [""]
   resources: [events]
   verbs: [create]

@@ -8,14 +8,15 @@ from typing import Any
 import kopf
 
 from msq_operator import runtime
-from msq_operator.handlers import autoscaler, funding, policy, pool, relayer
+from msq_operator.handlers import autoscaler, cache_indexes, funding, policy, pool, relayer
 from msq_operator.kube_io import Kube
+from msq_operator.watch_cache import WatchCache
 
-__all__ = ["autoscaler", "funding", "policy", "pool", "relayer"]
+__all__ = ["autoscaler", "cache_indexes", "funding", "policy", "pool", "relayer"]
 
 
 @kopf.on.startup()
-def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+def configure(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
     # Progress and the diff base live in annotations, so nothing but our own fields is written to status.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="relayer.msq.io")
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
@@ -26,7 +27,8 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.server_timeout = 300
     settings.execution.max_workers = 8
     if not _runtime_ready():
-        runtime.init(runtime.Runtime(kube=Kube.from_environment()))
+        # Kopf fills the indexes (one watch per kind and namespace) before any resource handler runs.
+        runtime.init(runtime.Runtime(kube=Kube.from_environment(cache=WatchCache.from_kopf(kwargs))))
 
 
 def _runtime_ready() -> bool:

@@ -71,19 +71,33 @@ def fund_relayers(body: kopf.Body, spec: kopf.Spec, **_: Any) -> None:
         fund_pool(dict(body), pspec)
 
 
-class _Pass:
-    """One funding pass over one pool: what it read, and the status.funding it writes."""
+class _Stale(Exception):
+    """A pass planned from the watched status would change something: it is done again from the server's."""
 
-    def __init__(self, pool: dict[str, Any], spec: RelayerPoolSpec, current: dict[str, Any]) -> None:
+
+class _Pass:
+    """One funding pass over one pool: what it read, and the status.funding it writes. A `steady_only` pass
+    plans from the watched copy of the status, so it may only find that nothing changes: it raises _Stale
+    before any write, event, signature or transfer."""
+
+    def __init__(
+        self, pool: dict[str, Any], spec: RelayerPoolSpec, current: dict[str, Any], steady_only: bool = False
+    ) -> None:
         self.pool, self.spec, self.current = pool, spec, current
         self.ns, self.name = pool["metadata"]["namespace"], pool["metadata"]["name"]
         self.out: dict[str, Any] = dict(current)
+        self.steady_only = steady_only
+
+    def acting(self) -> None:
+        if self.steady_only:
+            raise _Stale
 
     def write(self, state: str, message: str) -> None:
         self.out.update(state=state, message=message)
         _export_state(self.ns, self.name, state)
         if self.out == self.current:
             return  # a steady pool causes no write
+        self.acting()
         patch = dict(self.out)
         if "inFlight" not in patch and "inFlight" in self.current:
             patch["inFlight"] = None  # merge patch: null removes the field
@@ -95,18 +109,31 @@ class _Pass:
 
 def fund_pool(pool: dict[str, Any], spec: RelayerPoolSpec) -> None:
     assert spec.funding
-    kube = runtime.get().kube
-    ns, name = pool["metadata"]["namespace"], pool["metadata"]["name"]
-    # Never plan from a cached status: a transfer recorded by the previous pass (or the previous operator
+    watched = dict((pool.get("status") or {}).get("funding") or {})
+    if not watched.get("inFlight"):
+        # A steady pool is found steady from the status the watch delivered, without a read of the server.
+        try:
+            _pass(_Pass(pool, spec, watched, steady_only=True))
+            return
+        except _Stale:
+            pass
+    # Never act on a cached status: a transfer recorded by the previous pass (or the previous operator
     # process) must be seen, or it would be sent a second time.
-    fresh = kube.get(API_VERSION, "RelayerPool", ns, name)
+    ns, name = pool["metadata"]["namespace"], pool["metadata"]["name"]
+    fresh = runtime.get().kube.get(API_VERSION, "RelayerPool", ns, name)
     if fresh is None:
         return
-    run = _Pass(pool, spec, dict((fresh.get("status") or {}).get("funding") or {}))
+    _pass(_Pass(pool, spec, dict((fresh.get("status") or {}).get("funding") or {})))
+
+
+def _pass(run: _Pass) -> None:
+    spec, ns, name = run.spec, run.ns, run.name
+    kube = runtime.get().kube
     mount, path = spec.signer.kv_mount, treasury_key_path(spec, ns, name)
     where = f"{mount}/{path}"
     treasury = run.current.get("treasuryAddress") if run.current.get("treasuryKeyPath") == where else None
     if treasury is None:  # Vault is asked once per treasury key, and then only to sign
+        run.acting()
         treasury = _treasury(run, vault_client(kube, ns, spec.signer), mount, path)
         if treasury is None:
             return
@@ -186,6 +213,7 @@ def _fund(
         run.write(plan.state, plan.message)
         return
 
+    run.acting()
     nonce = chain.nonce(treasury, "pending")
     tx = transfer_tx(plan, nonce, spec.network.chain_id, max_fee, tip, spec.network.eip1559)
     raw, tx_hash = sign(tx)

@@ -140,6 +140,10 @@ def reconcile(pool: dict[str, Any]) -> dict[str, Any]:
     removed = []
     for child in children:
         if child["spec"].get("draining") and child["metadata"]["name"] in draining and _drained(child):
+            # The list may be the watch's copy: the deletion is decided on the server's.
+            fresh = kube.get(API_VERSION, "Relayer", ns, child["metadata"]["name"])
+            if fresh is None or not _drained(fresh):
+                continue
             kube.delete(API_VERSION, "Relayer", ns, child["metadata"]["name"])
             removed.append(child["metadata"]["name"])
             kopf.info(

@@ -52,7 +52,8 @@ def _credentials(
     kube = runtime.get().kube
     n = render.names_of(relayer)
     try:
-        current = kube.read_secret(n.namespace, n.secret)
+        # From the server: a copy the watch has not delivered yet would mint new credentials over the old.
+        current = kube.read_secret(n.namespace, n.secret, fresh=True)
     except LookupError:
         current = {}
     role = vault_name(n.namespace, n.relayer)
