@@ -3,6 +3,8 @@ since OZ Relayer counts a transaction confirmed only once later blocks exist."""
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -54,6 +56,16 @@ class Chain:
             yield
         finally:
             self.resume()
+
+    def freeze(self) -> None:
+        """SIGSTOP anvil: its RPC port still accepts connections but nothing answers and no block is made,
+        as a node that hangs; its state (blocks, mempool, nonces) stays exactly as it was."""
+        assert self.process.proc is not None
+        os.killpg(self.process.proc.pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        assert self.process.proc is not None
+        os.killpg(self.process.proc.pid, signal.SIGCONT)
 
     def pause(self) -> None:
         _rpc(self.rpc_url, "evm_setAutomine", [False])

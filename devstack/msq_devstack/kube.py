@@ -111,6 +111,17 @@ class KubeControlPlane:
         for p in reversed(self.processes):
             p.stop()
 
+    def restart_apiserver(self, down_seconds: float = 0.0, timeout: float = 90) -> None:
+        """Stop kube-apiserver, keep it down `down_seconds`, start it again on the same port and etcd."""
+        import time
+
+        apiserver = next(p for p in self.processes if p.name == "kube-apiserver")
+        apiserver.stop()
+        time.sleep(down_seconds)
+        apiserver.start()
+        http = _client(self.pki)
+        apiserver.wait_ready(lambda: http.get(f"{self.server}/readyz").status_code == 200, timeout)
+
 
 def write_kubeconfig(path: Path, server: str, pki: Pki, cert: Path, key: Path, user: str) -> None:
     cfg = {

@@ -126,7 +126,8 @@ class LocalPods:
                     tmp.write_text(value)
                     tmp.replace(target)
 
-    def _start(self, dep: dict[str, Any], component: str) -> LocalPod:
+    def _start(self, dep: dict[str, Any], component: str, port: int | None = None) -> LocalPod:
+        """`port`: the previous process's, so a restarted pod keeps its address as behind a Service."""
         name = dep["metadata"]["name"]
         pod_spec = dep["spec"]["template"]["spec"]
         container = pod_spec["containers"][0]
@@ -139,7 +140,7 @@ class LocalPods:
             for mount_path in files:
                 if value == mount_path or value.startswith(mount_path + "/"):
                     env[key] = str(root / value.lstrip("/"))
-        port = free_port()
+        port = port or free_port()
         cwd = None
         metrics_port = None
         if component == "relayer":
@@ -213,7 +214,7 @@ class LocalPods:
                 if pod is not None:
                     pod.process.stop()
                 try:
-                    self.pods[name] = self._start(dep, component)
+                    self.pods[name] = self._start(dep, component, pod.port if pod is not None else None)
                 except Exception as e:
                     self.errors.append(f"{name}: {e}")
                     self.pods.pop(name, None)
@@ -243,6 +244,14 @@ class LocalPods:
                     os.killpg(pod.process.proc.pid, signal.SIGCONT)
                 pod.process.stop()
             self.pods.clear()
+
+    def kill(self, name: str) -> None:
+        """SIGKILL a pod's process, as a crashed container; the sync loop starts it again on the same port."""
+        with self._lock:
+            proc = self.pods[name].process.proc
+            assert proc is not None
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
 
     def freeze(self, name: str) -> None:
         """SIGSTOP a pod's process: a relayer whose workers cannot keep up (a fault this machine cannot

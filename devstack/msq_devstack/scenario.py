@@ -18,6 +18,7 @@ from web3 import Web3
 from msq_contracts.deploy import deploy_forwarder, deploy_sample_nft, deploy_sample_token
 from msq_contracts.forward_request import ForwarderDomain
 from msq_devstack.chain import ANVIL_KEYS
+from msq_devstack.engine import Engine
 from msq_devstack.operator import OperatorProcess
 from msq_devstack.overlay import NFT_NAME, TOKEN_NAME, LocalEndpoints, LocalOverlay, write_local_overlay
 from msq_devstack.pods import LocalPods
@@ -162,7 +163,10 @@ class PoolScenario:
     operator_runs: int = 1
 
     @classmethod
-    def start(cls, stack: Stack, namespace: str, work_dir: Path) -> PoolScenario:
+    def start(
+        cls, stack: Stack, namespace: str, work_dir: Path, engine: Engine | None = None
+    ) -> PoolScenario:
+        """`engine`: the relayer engine of the pods (default: `msq_devstack.engine.selected()`)."""
         assert stack.kube and stack.openbao and stack.redis and stack.chain
         api = config.new_client_from_config(config_file=str(stack.kube.kubeconfig))
         core = client.CoreV1Api(api)
@@ -183,7 +187,7 @@ class PoolScenario:
             namespaces=[namespace],
             name=f"operator-{namespace}",
         ).start()
-        pods = LocalPods(api, namespace, stack.log_dir, work_dir / "pods").start()
+        pods = LocalPods(api, namespace, stack.log_dir, work_dir / "pods", engine=engine).start()
         return cls(stack, namespace, api, w3, contracts, api_key, operator, pods, work_dir)
 
     def stop(self) -> None:
