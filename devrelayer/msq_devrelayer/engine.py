@@ -55,6 +55,11 @@ log = logging.getLogger(__name__)
 
 INTAKE_BATCH = 64
 SEND_BATCH = 64
+# One in-flight id back to the head of the queue, only if it is still in flight (one step: a crash between the
+# two commands would drop it from both lists).
+_REQUEUE = """
+if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 1 then redis.call('LPUSH', KEYS[2], ARGV[1]) end
+"""
 RECEIPT_BATCH = 256
 REBROADCAST_AFTER = 3.0
 GAS_LIMIT_BUFFER_PCT = 10
@@ -141,6 +146,10 @@ class Engine:
         self._submitted: dict[str, TxRecord] = {}
         self._mined: dict[str, TxRecord] = {}
         self._intake_busy = False
+        # Ids the intake moved in flight and has not handed to the sender yet: after a failed batch (a Redis
+        # outage) they go back to the queue instead of staying in flight until a restart.
+        self._intake_ids: list[str] = []
+        self._requeue_one = redis.register_script(_REQUEUE)
         # Held by whatever moves a transaction past `pending` or changes a signed one (the sender, the
         # tracker's updates, replace and cancel), so a replacement never interleaves with a signing or a
         # status change of the same transaction.
@@ -617,16 +626,21 @@ class Engine:
 
     async def _intake(self) -> None:
         keys = self.keys
+        if self._intake_ids:
+            await self._requeue(self._intake_ids)
+            self._intake_ids = []
         while True:
             self._intake_busy = False
             first = await self.redis.blmove(keys.queue_active, keys.queue_inflight, 1, "LEFT", "RIGHT")
             if first is None:
                 continue
             self._intake_busy = True
+            self._intake_ids = [first]
             pipe = self.redis.pipeline(transaction=False)
             for _ in range(INTAKE_BATCH - 1):
                 pipe.lmove(keys.queue_active, keys.queue_inflight, "LEFT", "RIGHT")
             ids = [first, *(i for i in await pipe.execute() if i)]
+            self._intake_ids = ids
             raws = await self.redis.mget([keys.transaction(i) for i in ids])
             records: list[TxRecord] = []
             stale: list[str] = []
@@ -640,8 +654,15 @@ class Engine:
             if stale:
                 await self._persist([], done_ids=stale)
             ready = await self._price(records)
+            self._intake_ids = []
             for rec in ready:
                 await self._prepared.put(rec)
+
+    async def _requeue(self, ids: list[str]) -> None:
+        """Back to the head of the queue, in their order, unless a persist already took them off in flight
+        (nothing of them was signed: the intake only reads and prices)."""
+        for tx_id in reversed(ids):
+            await self._requeue_one(keys=[self.keys.queue_inflight, self.keys.queue_active], args=[tx_id])
 
     async def _price(self, records: list[TxRecord]) -> list[TxRecord]:
         """Fill in gas limits and fees; transactions that cannot be priced fail here, before any nonce."""
@@ -775,7 +796,16 @@ class Engine:
             signed.append(rec)
         # Nonce state and signed bytes are durable before anything leaves: a crash from here on
         # re-broadcasts the same bytes instead of signing the nonce twice.
-        await self._persist(signed + finished, done_ids=done_ids, nonces=True)
+        try:
+            await self._persist(signed + finished, done_ids=done_ids, nonces=True)
+        except Exception:
+            # Not durable (Redis outage), so none of it left: the nonces go back, else the next
+            # transactions would leave a gap the node never fills, and the batch is signed again later.
+            for rec in signed:
+                assert rec.nonce is not None
+                self.nonces.release(rec.nonce)
+            self._retry = [*signed, *finished, *self._retry]
+            raise
         for rec in signed:
             self._sent[rec.id] = (rec, time.monotonic())
         await self._broadcast(signed)
@@ -824,9 +854,10 @@ class Engine:
             self._sent.pop(rec.id, None)
         for rec in conflicts:
             self._sent.pop(rec.id, None)
-        await self._persist(submitted + failed, nonces=bool(failed))
+        # Tracked before the persist: if Redis fails it, the tracker still follows them to their receipt.
         for rec in submitted:
             self._submitted[rec.id] = rec
+        await self._persist(submitted + failed, nonces=bool(failed))
         if conflicts:
             await self._resign(conflicts)
 
@@ -921,6 +952,7 @@ class Engine:
     ) -> None:
         changed: list[TxRecord] = []
         events: list[dict[str, Any]] = []
+        submitted_before, mined_before = dict(self._submitted), dict(self._mined)
         for (rec, tx_hash), receipt in zip(watching, receipts, strict=True):
             if receipt is None or isinstance(receipt, Exception):
                 continue
@@ -955,7 +987,14 @@ class Engine:
                 if rec not in changed:
                     changed.append(rec)
         if changed:
-            await self._persist(changed, notify=False)
+            try:
+                await self._persist(changed, notify=False)
+            except Exception:
+                # Not stored (Redis outage): keep following them, so a later pass sees the same receipts
+                # and stores them, instead of leaving them `submitted` or `mined` until a restart.
+                self._submitted.update(submitted_before)
+                self._mined.update(mined_before)
+                raise
             for event in events:
                 self.metrics.status(event["id"], event["status"], event["status_reason"])
                 if self.notifier is not None:
