@@ -5,7 +5,10 @@ recorded as `unknown` with what was sent. A background pass looks for it at that
 transactions the relayer created since (OZ lists them newest first), the first one with the same `to`,
 `data` and `value` that no other record has claimed becomes this record's transaction, and its status
 follows from then on (polls and webhooks). A relayer that still has no such transaction after the give-up
-time never sent it: the record ends `failed`, saying so. Either way the client's callback goes out, as for any
+time never sent it: the record ends `failed`, saying so. When the relayer had answered the submission itself
+(an HTTP 500 outside its envelope, e.g. its store failed mid-write) rather than timing out, its handler had
+finished, so the first complete listing without the transaction settles it at once instead of after the
+give-up time. Either way the client's callback goes out, as for any
 status change. The claim is a Redis SET NX on the (relayer, transaction) index, so two gateway processes,
 or two unknown records of identical calls, never take the same transaction.
 """
@@ -102,6 +105,15 @@ async def reconcile_one(svc: Services, snap: Snapshot, rec: TxRecord, sent: Sent
                 return True
         if found is None:
             return False  # unknown stays unknown while the relayer cannot be asked
+        # A listing cut at MAX_PAGES may not reach back to the record's creation.
+        if sent.answered and len(found) < MAX_PAGES * PER_PAGE:
+            upd = await svc.store.give_up(
+                rec.id,
+                f"relayer {rec.relayer_id} answered HTTP 500 and has no such transaction: it was never sent",
+            )
+            if upd is not None:
+                await after_update(svc, snap, upd)
+            return True
     if now - rec.created_at < limits.unknown_give_up_seconds:
         return False
     where = f"relayer {rec.relayer_id}" + ("" if relayer is not None else " (no longer in the pool)")

@@ -255,7 +255,10 @@ async def _relay(
                     ttl=limits.status_ttl_seconds,
                     nonce_key=nonce_key,
                     sent=Sent(
-                        str(payload["to"]), str(payload.get("data") or "0x"), str(payload.get("value", 0))
+                        str(payload["to"]),
+                        str(payload.get("data") or "0x"),
+                        str(payload.get("value", 0)),
+                        answered=exc.answered,
                     ),
                 )
                 log.error(

@@ -31,10 +31,14 @@ class NotAccepted(Exception):
 
 
 class OutcomeUnknown(Exception):
-    def __init__(self, relayer_id: str, reason: str) -> None:
+    """`answered`: the relayer itself answered (HTTP 500 outside its envelope), so its handler had finished:
+    whatever it created is in its store by then, and a later listing without it is conclusive."""
+
+    def __init__(self, relayer_id: str, reason: str, *, answered: bool = False) -> None:
         super().__init__(f"relayer {relayer_id}: {reason}")
         self.relayer_id = relayer_id
         self.reason = reason
+        self.answered = answered
 
 
 class RelayerError(Exception):
@@ -105,7 +109,13 @@ async def submit_transaction(
             status=resp.status,
         )
     if env is None:
-        raise OutcomeUnknown(relayer.id, f"HTTP {resp.status} without the relayer's response envelope")
+        # 500 is the relayer's own failure (e.g. its store went away mid-write); 502-504 may come from a proxy
+        # in front of it while the relayer is still working.
+        raise OutcomeUnknown(
+            relayer.id,
+            f"HTTP {resp.status} without the relayer's response envelope",
+            answered=resp.status == 500,
+        )
     if not env["success"]:
         raise NotAccepted(
             relayer.id,

@@ -70,6 +70,8 @@ class Sent:
     to: str
     data: str
     value: str
+    # The relayer answered (an HTTP 500 outside its envelope) rather than timing out: see reconcile.py.
+    answered: bool = False
 
 
 @dataclass(frozen=True)
@@ -162,7 +164,13 @@ class TxStore:
             "nonceKey", nonce_key or "",
         ]  # fmt: skip
         if sent is not None:
-            fields += ["sentTo", sent.to, "sentData", sent.data, "sentValue", sent.value, "ttl", str(ttl)]
+            fields += [
+                "sentTo", sent.to,
+                "sentData", sent.data,
+                "sentValue", sent.value,
+                "sentAnswered", "1" if sent.answered else "",
+                "ttl", str(ttl),
+            ]  # fmt: skip
         keys = [
             self._key(gid),
             self._index(relayer_id, tx_id) if tx_id else "",
@@ -179,7 +187,12 @@ class TxStore:
             if not h or h.get("status") != "unknown" or h.get("txId"):
                 await self.redis.zrem(self._unknown, gid)
                 continue
-            sent = Sent(h.get("sentTo", ""), h.get("sentData", ""), h.get("sentValue", "0"))
+            sent = Sent(
+                h.get("sentTo", ""),
+                h.get("sentData", ""),
+                h.get("sentValue", "0"),
+                answered=bool(h.get("sentAnswered")),
+            )
             out.append((TxRecord.from_hash(gid, h), sent))
         return out
 

@@ -167,3 +167,49 @@ def test_an_unknown_outcome_the_relayer_never_received_ends_failed(
         ),
         timeout=30,
     )
+
+
+def test_an_unknown_outcome_the_relayer_answered_ends_failed_without_the_give_up_wait(
+    pool: tuple[LocalPool, Samples, CallbackReceiver], redis_server: Redis
+) -> None:
+    """A relayer that answered the submission with an HTTP 500 outside its envelope (its store failed
+    mid-write, as in a Redis restart) had finished with it: once it lists its transactions without it, the
+    record ends `failed` at once, while a timed-out one still waits for the give-up time. The 500 itself
+    cannot be caused on demand here, so both records are written through the gateway's own store."""
+    p, samples, _ = pool
+    p.limits = {**p.limits, "unknownGiveUpSeconds": 600}
+    p.apply()
+    relayer = p.relayers[0]
+    answered, timed_out = new_id(), new_id()
+
+    async def write() -> None:
+        redis = AsyncRedis.from_url(redis_server.url, decode_responses=True)
+        try:
+            for gid, was_answered in ((answered, True), (timed_out, False)):
+                await TxStore(redis, f"msq-gw-{p.name}").create(
+                    gid,
+                    kind="direct",
+                    client="client",
+                    relayer_id=relayer.relayer_id,
+                    tx_id=None,
+                    status="unknown",
+                    hash=None,
+                    ttl=3600,
+                    sent=Sent(
+                        to=samples.nft,
+                        data="0x" + nft_mint(random_address()).hex(),
+                        value="0",
+                        answered=was_answered,
+                    ),
+                )
+        finally:
+            await redis.aclose()
+
+    try:
+        asyncio.run(write())
+        done = _wait(lambda: (s := _status(p, answered))["status"] == "failed" and s, timeout=30)
+        assert "answered HTTP 500" in done["statusReason"] and "never sent" in done["statusReason"], done
+        assert _status(p, timed_out)["status"] == "unknown"
+    finally:
+        p.limits = {k: v for k, v in p.limits.items() if k != "unknownGiveUpSeconds"}
+        p.apply()
