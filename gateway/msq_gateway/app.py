@@ -43,6 +43,7 @@ from msq_gateway.models import (
 from msq_gateway.relay import Services, after_update, refresh_from_relayer, relay_direct, relay_gasless
 from msq_gateway.routing import Router
 from msq_gateway.runtime import Client, ConfigWatcher, Snapshot, load_snapshot
+from msq_gateway.store import new_id
 from msq_gateway.upstreams import Upstreams
 from msq_gateway.webhooks import parse_notification, signers_of
 
@@ -311,21 +312,36 @@ async def _idempotent(
     route: str,
     idem_key: str | None,
     body: BaseModel,
-    run: Callable[[], Awaitable[RelayAccepted]],
+    run: Callable[[str], Awaitable[RelayAccepted]],
 ) -> JSONResponse:
+    """`run(gid)` relays under record id `gid`."""
     limits = ctx.snap.config.limits
+    gid = new_id()
     if idem_key is None:
-        result = await run()
+        result = await run(gid)
         return JSONResponse(result.model_dump(by_alias=True, mode="json"), status_code=202)
     store = ctx.svc.idempotency
     fp = fingerprint(route, body.model_dump_json(by_alias=True))
-    got = await store.begin(ctx.client.name, idem_key, fp, limits.idempotency_wait_seconds)
+    records = ctx.svc.store
+
+    async def record_exists(first: str) -> bool:
+        return await records.get(first) is not None
+
+    got = await store.begin(
+        ctx.client.name,
+        idem_key,
+        fp,
+        limits.idempotency_wait_seconds,
+        gid=gid,
+        record_exists=record_exists,
+        done_ttl=limits.idempotency_ttl_seconds,
+    )
     if isinstance(got, StoredResponse):
         return JSONResponse(got.body, status_code=got.status, headers={"Idempotent-Replayed": "true"})
     # A failure other than a GatewayError keeps the claim until it expires: whether a transaction was sent is
     # not known then, so retries must not start another.
     try:
-        result = await run()
+        result = await run(gid)
     except GatewayError as exc:
         if exc.id is not None:
             # A transaction may exist: every retry must see this same answer.
@@ -443,7 +459,11 @@ def create_app(config: Path | str | Snapshot | ConfigWatcher, *, watch_interval:
     )
     async def direct(body: DirectRelayRequest, ctx: AuthCtx, idempotency_key: IdemKey = None) -> JSONResponse:
         return await _idempotent(
-            ctx, DIRECT, idempotency_key, body, lambda: relay_direct(ctx.svc, ctx.snap, ctx.client, body)
+            ctx,
+            DIRECT,
+            idempotency_key,
+            body,
+            lambda gid: relay_direct(ctx.svc, ctx.snap, ctx.client, body, gid),
         )
 
     @app.post(
@@ -470,7 +490,11 @@ def create_app(config: Path | str | Snapshot | ConfigWatcher, *, watch_interval:
         body: GaslessRelayRequest, ctx: AuthCtx, idempotency_key: IdemKey = None
     ) -> JSONResponse:
         return await _idempotent(
-            ctx, GASLESS, idempotency_key, body, lambda: relay_gasless(ctx.svc, ctx.snap, ctx.client, body)
+            ctx,
+            GASLESS,
+            idempotency_key,
+            body,
+            lambda gid: relay_gasless(ctx.svc, ctx.snap, ctx.client, body, gid),
         )
 
     @app.get(

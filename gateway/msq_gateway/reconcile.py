@@ -1,16 +1,17 @@
 """Unknown outcomes made known.
 
-A submission whose answer never came (the relayer read it, then the connection timed out or broke) is
-recorded as `unknown` with what was sent. A background pass looks for it at that relayer: among the
-transactions the relayer created since (OZ lists them newest first), the first one with the same `to`,
-`data` and `value` that no other record has claimed becomes this record's transaction, and its status
-follows from then on (polls and webhooks). A relayer that still has no such transaction after the give-up
-time never sent it: the record ends `failed`, saying so. When the relayer had answered the submission itself
-(an HTTP 500 outside its envelope, e.g. its store failed mid-write) rather than timing out, its handler had
-finished, so the first complete listing without the transaction settles it at once instead of after the
-give-up time. Either way the client's callback goes out, as for any
-status change. The claim is a Redis SET NX on the (relayer, transaction) index, so two gateway processes,
-or two unknown records of identical calls, never take the same transaction.
+Every submission is recorded as `unknown`, with what is sent, before the relayer sees it, and takes its
+relayer transaction id once the relayer answers. One whose answer never came (the relayer read it, then the
+connection timed out or broke, or the gateway died) keeps that record. A background pass looks for it at
+that relayer: among the transactions the relayer created since (OZ lists them newest first), the first one
+with the same `to`, `data` and `value` that no other record has claimed becomes this record's transaction,
+and its status follows from then on (polls and webhooks). A relayer that still has no such transaction
+after the give-up time never sent it: the record ends `failed`, saying so. When the relayer had answered the
+submission itself (an HTTP 500 outside its envelope, e.g. its store failed mid-write) rather than timing
+out, its handler had finished, so the first complete listing without the transaction settles it then
+instead of after the give-up time. Either way the client's callback goes out, as for any status change. The
+claim is a Redis SET NX on the (relayer, transaction) index, so two gateway processes, or two unknown
+records of identical calls, never take the same transaction.
 """
 
 from __future__ import annotations
@@ -87,6 +88,10 @@ async def candidates(
 async def reconcile_one(svc: Services, snap: Snapshot, rec: TxRecord, sent: Sent, now: float) -> bool:
     """One unknown record; returns whether it was settled (claimed or given up)."""
     limits = snap.config.limits
+    # Every record is written `unknown` before its submission (relay.py): one younger than a submission's
+    # time-outs may still be on its way, and another record's identical call must not be taken for it.
+    if now - rec.created_at < limits.relay_connect_timeout_seconds + limits.relay_timeout_seconds:
+        return False
     relayer = snap.relayers_by_id.get(rec.relayer_id)
     if relayer is not None:
         try:

@@ -35,7 +35,7 @@ from msq_gateway.relayer_client import (
 )
 from msq_gateway.routing import Router
 from msq_gateway.runtime import Client, Snapshot
-from msq_gateway.store import KNOWN, TERMINAL, Sent, TxRecord, TxStore, Update, new_id
+from msq_gateway.store import KNOWN, TERMINAL, Sent, TxRecord, TxStore, Update
 from msq_gateway.upstreams import Upstreams
 from msq_gateway.webhooks import CallbackSender
 
@@ -80,7 +80,7 @@ def _gasless_gas_limit(inner_gas: int, overhead: int) -> int:
 
 
 async def relay_direct(
-    svc: Services, snap: Snapshot, client: Client, body: DirectRelayRequest
+    svc: Services, snap: Snapshot, client: Client, body: DirectRelayRequest, gid: str
 ) -> RelayAccepted:
     limits = snap.config.limits
     gas = body.gas_limit if body.gas_limit is not None else limits.default_gas_limit
@@ -97,11 +97,11 @@ async def relay_direct(
         "gas_limit": gas,
         "speed": body.speed or limits.default_speed,
     }
-    return await _relay(svc, snap, client, "direct", payload, gas, nonce_key=None)
+    return await _relay(svc, snap, client, "direct", payload, gas, nonce_key=None, gid=gid)
 
 
 async def relay_gasless(
-    svc: Services, snap: Snapshot, client: Client, body: GaslessRelayRequest
+    svc: Services, snap: Snapshot, client: Client, body: GaslessRelayRequest, gid: str
 ) -> RelayAccepted:
     limits = snap.config.limits
     req = body.request
@@ -192,7 +192,7 @@ async def relay_gasless(
             # The relayer must not send it once the forwarder would refuse it.
             "valid_until": datetime.fromtimestamp(req.deadline, UTC).isoformat().replace("+00:00", "Z"),
         }
-        return await _relay(svc, snap, client, "gasless", payload, gas_limit, nonce_key=nonce_key)
+        return await _relay(svc, snap, client, "gasless", payload, gas_limit, nonce_key=nonce_key, gid=gid)
     except GatewayError as exc:
         if exc.id is None:  # no transaction may exist: the nonce is free again
             await svc.redis.delete(nonce_key)
@@ -210,14 +210,24 @@ async def _relay(
     payload: dict[str, Any],
     gas: int,
     nonce_key: str | None,
+    gid: str,
 ) -> RelayAccepted:
     limits = snap.config.limits
     charge: Charge | None = await svc.quotas.charge(client.name, client.quota, gas)
     tried: set[str] = set()
     rejection: NotAccepted | None = None
+    sent = Sent(str(payload["to"]), str(payload.get("data") or "0x"), str(payload.get("value", 0)))
+    written = False
     try:
         while (relayer := svc.router.pick(snap, tried)) is not None:
             tried.add(relayer.id)
+            # Written before the relayer sees it, so a gateway that dies from here on leaves an `unknown`
+            # record the reconciler settles from the relayer's list (and a retry with the same
+            # Idempotency-Key gets its id), not a transaction without a record that a retry sends again.
+            await _write_unknown(
+                svc, client, kind, gid, relayer.id, nonce_key, sent, limits.status_ttl_seconds
+            )
+            written = True
             try:
                 tx = await submit_transaction(
                     svc.upstreams.relayer(relayer),
@@ -243,24 +253,11 @@ async def _relay(
             except OutcomeUnknown as exc:
                 metrics.RELAY_ATTEMPTS.labels(relayer=relayer.id, outcome="unknown").inc()
                 metrics.RELAYED.labels(kind=kind, status="unknown").inc()
-                gid = new_id()
-                await svc.store.create(
-                    gid,
-                    kind=kind,
-                    client=client.name,
-                    relayer_id=relayer.id,
-                    tx_id=None,
-                    status="unknown",
-                    hash=None,
-                    ttl=limits.status_ttl_seconds,
-                    nonce_key=nonce_key,
-                    sent=Sent(
-                        str(payload["to"]),
-                        str(payload.get("data") or "0x"),
-                        str(payload.get("value", 0)),
-                        answered=exc.answered,
-                    ),
-                )
+                if exc.answered:
+                    answered = Sent(sent.to, sent.data, sent.value, answered=True)
+                    await _write_unknown(
+                        svc, client, kind, gid, relayer.id, nonce_key, answered, limits.status_ttl_seconds
+                    )
                 log.error(
                     "relayer %s: outcome of %s transaction %s unknown: %s", relayer.id, kind, gid, exc.reason
                 )
@@ -278,51 +275,63 @@ async def _relay(
             svc.router.handed(relayer.id)
             charge = None
             status = str(tx.get("status") or "pending").lower()
-            gid = new_id()
-            fields: dict[str, Any] = {
-                "kind": kind,
-                "client": client.name,
-                "relayer_id": relayer.id,
-                "tx_id": tx["id"],
-                "status": status if status in KNOWN else "pending",
-                "hash": tx.get("hash") if isinstance(tx.get("hash"), str) else None,
-                "nonce_key": nonce_key,
-            }
+            status = status if status in KNOWN else "pending"
+            tx_hash = tx.get("hash") if isinstance(tx.get("hash"), str) else None
             try:
-                rec = await svc.store.create(gid, ttl=limits.status_ttl_seconds, **fields)
+                rec = await svc.store.accept(
+                    gid, relayer.id, tx["id"], status, tx_hash, limits.status_ttl_seconds
+                )
             except RedisError:
-                # The relayer has the transaction: answering with an error would invite a duplicate. Status
-                # lookups of this id will not find it; the relayer's own records still have it.
+                # The relayer has the transaction: answering with an error would invite a duplicate. The
+                # record stays `unknown` and the reconciler finds this transaction at the relayer.
                 log.exception(
-                    "relayer %s accepted transaction %s (id %s) but its record could not be written",
+                    "relayer %s accepted transaction %s (id %s) but its record could not be updated",
                     relayer.id,
                     tx["id"],
                     gid,
                 )
+                rec = None
+            if rec is None:
                 now = time.time()
                 rec = TxRecord(
-                    gid,
-                    kind,
-                    client.name,
-                    relayer.id,
-                    tx["id"],
-                    fields["status"],
-                    fields["hash"],
-                    None,
-                    now,
-                    now,
-                    nonce_key,
+                    gid, kind, client.name, relayer.id, tx["id"], status, tx_hash, None, now, now, nonce_key
                 )
             return accepted_body(rec)
     finally:
         if charge is not None:
             await svc.quotas.refund(charge)
+    if written:  # no relayer took it: nothing was sent
+        await svc.store.give_up(gid, "no relayer accepted the transaction: it was never sent")
     if rejection is not None:
         raise GatewayError(
             "relayer_rejected", f"every relayer refused the transaction; last: {rejection}", None
         )
     raise GatewayError(
         "no_relayer_available", "no relayer of the pool is healthy, unpaused and not draining", None
+    )
+
+
+async def _write_unknown(
+    svc: Services,
+    client: Client,
+    kind: str,
+    gid: str,
+    relayer_id: str,
+    nonce_key: str | None,
+    sent: Sent,
+    ttl: int,
+) -> None:
+    await svc.store.create(
+        gid,
+        kind=kind,
+        client=client.name,
+        relayer_id=relayer_id,
+        tx_id=None,
+        status="unknown",
+        hash=None,
+        ttl=ttl,
+        nonce_key=nonce_key,
+        sent=sent,
     )
 
 

@@ -208,6 +208,19 @@ class TxStore:
             await pipe.execute()
         return True
 
+    async def accept(
+        self, gid: str, relayer_id: str, tx_id: str, status: str, hash: str | None, ttl: int
+    ) -> TxRecord | None:
+        """The relayer took the submission of record `gid` (written `unknown` before it was sent) as its
+        transaction `tx_id`: the record follows that transaction from now on."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(self._key(gid), mapping={"relayerId": relayer_id, "txId": tx_id})
+            pipe.set(self._index(relayer_id, tx_id), gid, ex=ttl)
+            pipe.zrem(self._unknown, gid)
+            await pipe.execute()
+        upd = await self.update_status(gid, status, hash, None)
+        return upd.record if upd is not None else None
+
     async def give_up(self, gid: str, reason: str) -> Update | None:
         """An unknown outcome the relayer never had: the record ends `failed` with `reason`."""
         upd = await self.update_status(gid, "failed", None, reason)

@@ -19,7 +19,10 @@ from redis.asyncio import Redis as AsyncRedis
 from msq_devstack.chain import Chain
 from msq_devstack.openbao import OpenBao
 from msq_devstack.redis import Redis
+from msq_gateway.app import DIRECT
 from msq_gateway.devpool import LocalPool, Samples, deploy_samples, sha256_hex
+from msq_gateway.idempotency import Claim, Idempotency, fingerprint
+from msq_gateway.models import DirectRelayRequest
 from msq_gateway.store import Sent, TxStore, new_id
 from tests.support.gateway import CallbackReceiver, nft_mint, random_address
 
@@ -177,7 +180,8 @@ def test_an_unknown_outcome_the_relayer_answered_ends_failed_without_the_give_up
     record ends `failed` at once, while a timed-out one still waits for the give-up time. The 500 itself
     cannot be caused on demand here, so both records are written through the gateway's own store."""
     p, samples, _ = pool
-    p.limits = {**p.limits, "unknownGiveUpSeconds": 600}
+    # Records younger than a submission's time-outs are left alone (it may still be on its way): short ones.
+    p.limits = {**p.limits, "unknownGiveUpSeconds": 600, "relayTimeoutSeconds": 1}
     p.apply()
     relayer = p.relayers[0]
     answered, timed_out = new_id(), new_id()
@@ -211,5 +215,76 @@ def test_an_unknown_outcome_the_relayer_answered_ends_failed_without_the_give_up
         assert "answered HTTP 500" in done["statusReason"] and "never sent" in done["statusReason"], done
         assert _status(p, timed_out)["status"] == "unknown"
     finally:
-        p.limits = {k: v for k, v in p.limits.items() if k != "unknownGiveUpSeconds"}
+        changed = ("unknownGiveUpSeconds", "relayTimeoutSeconds")
+        p.limits = {k: v for k, v in p.limits.items() if k not in changed}
         p.apply()
+
+
+def test_a_retry_after_a_gateway_died_mid_request_gets_the_first_record_not_a_second_transaction(
+    pool: tuple[LocalPool, Samples, CallbackReceiver], redis_server: Redis
+) -> None:
+    """A gateway killed while the relayer had the transaction leaves an Idempotency-Key claimed for record
+    `gid` and that record, written `unknown` before the relayer saw it. A retry with the key waits
+    `idempotencyWaitSeconds`, then gets 504 with that id, stored as the key's answer, instead of a 409 until
+    the claim expires (and a second transaction then). A claim whose record was never written (the gateway
+    died before sending) still answers 409. A dying gateway cannot be stopped at that exact point on demand,
+    so both are written here through the gateway's own stores, as the gateway writes them."""
+    p, samples, _ = pool
+    p.limits = {**p.limits, "idempotencyWaitSeconds": 1}
+    p.apply()
+    prefix = f"msq-gw-{p.name}"
+    bodies = [{"to": samples.nft, "data": "0x" + nft_mint(random_address()).hex()} for _ in range(2)]
+    with_record, without_record = new_id(), new_id()
+
+    async def write() -> None:
+        redis = AsyncRedis.from_url(redis_server.url, decode_responses=True)
+        try:
+            claims = (("key-with-record", with_record), ("key-without-record", without_record))
+            for (key, gid), body in zip(claims, bodies, strict=True):
+                canonical = DirectRelayRequest.model_validate(body).model_dump_json(by_alias=True)
+                fp = fingerprint(DIRECT, canonical)
+                claim = await Idempotency(redis, prefix).begin(
+                    "client", key, fp, 1, gid=gid, record_exists=_never, done_ttl=3600
+                )
+                assert isinstance(claim, Claim)
+            await TxStore(redis, prefix).create(
+                with_record,
+                kind="direct",
+                client="client",
+                relayer_id=p.relayers[0].relayer_id,
+                tx_id=None,
+                status="unknown",
+                hash=None,
+                ttl=3600,
+                sent=Sent(to=samples.nft, data=bodies[0]["data"], value="0"),
+            )
+        finally:
+            await redis.aclose()
+
+    def retry(key: str, body: dict[str, str]) -> httpx.Response:
+        return httpx.post(
+            f"{p.url}/api/v1/relay/direct",
+            json=body,
+            headers={"X-API-Key": KEY, "Idempotency-Key": key},
+            timeout=30,
+        )
+
+    try:
+        asyncio.run(write())
+        first = retry("key-with-record", bodies[0])
+        assert (first.status_code, first.json()["code"], first.json()["id"]) == (
+            504,
+            "relay_outcome_unknown",
+            with_record,
+        ), first.text
+        again = retry("key-with-record", bodies[0])  # the stored answer, at once
+        assert again.json()["id"] == with_record and again.headers["Idempotent-Replayed"] == "true"
+        blocked = retry("key-without-record", bodies[1])
+        assert (blocked.status_code, blocked.json()["code"]) == (409, "idempotency_in_progress"), blocked.text
+    finally:
+        p.limits = {k: v for k, v in p.limits.items() if k != "idempotencyWaitSeconds"}
+        p.apply()
+
+
+async def _never(gid: str) -> bool:
+    return False
