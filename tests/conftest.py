@@ -65,6 +65,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # The tier follows the folder, so a test cannot forget its marker.
     for item in items:
-        for tier in ("unit", "integration", "e2e", "conformance"):
+        for tier in ("unit", "integration", "e2e", "conformance", "faults"):
             if f"/tests/{tier}/" in str(item.path):
                 item.add_marker(getattr(pytest.mark, tier))
