@@ -2,7 +2,10 @@
 the chain holds (each request's effect is unique to it: a fresh recipient address).
 
 lost: accepted and not terminal at the end (or no record any more), confirmed without its effect on chain, or
-sent on chain while the client holds no record of it (refused or never answered). duplicated: a request whose
+sent on chain while the client holds no record of it (refused or never answered). unknown: accepted, still
+`unknown` at the end with nothing on chain, its record kept: the gateway could not tell whether the relayer
+took it (the relayer died holding the request) and ends it `failed` once the relayer still does not have it
+after `unknownGiveUpSeconds` (600 s by default), longer than a row waits; counted apart, not as lost. duplicated: a request whose
 recipient appears in more than one relayer transaction (reverted ones included: a second send is a second
 send), or whose effect is on chain more than once.
 """
@@ -50,6 +53,7 @@ class Row:
     confirmed: int
     failed_with_reason: int
     lost: int
+    unknown: int  # accepted, `unknown` with its record and nothing on chain: settles after the give-up time
     duplicated: int
     refused: int  # a definite answer without a record (nothing sent)
     unanswered: int  # no definite answer within the client's patience, and nothing on chain
@@ -86,7 +90,7 @@ def count(
 
     lost: list[str] = []
     duplicated: list[str] = []
-    confirmed = failed_with_reason = refused = unanswered = 0
+    confirmed = failed_with_reason = refused = unanswered = unknown = 0
     reasons: Counter[str] = Counter()
     refusals: Counter[str] = Counter()
     for r in requests:
@@ -107,7 +111,9 @@ def count(
             else:
                 unanswered += 1
             continue
-        if not r.terminal:
+        if not r.terminal and status == "unknown" and not effect and not sends[rcpt]:
+            unknown += 1
+        elif not r.terminal:
             lost.append(
                 f"{r.kind} {r.gid}: {status or 'no record'} at the end ({r.not_found} x 404), "
                 f"effect x{effect} on chain"
@@ -134,6 +140,7 @@ def count(
         confirmed=confirmed,
         failed_with_reason=failed_with_reason,
         lost=len(lost),
+        unknown=unknown,
         duplicated=len(duplicated),
         refused=refused,
         unanswered=unanswered,
@@ -160,6 +167,7 @@ COLUMNS = [
     ("confirmed", 9),
     ("failed_with_reason", 7),
     ("lost", 5),
+    ("unknown", 7),
     ("duplicated", 5),
     ("refused", 7),
     ("unanswered", 10),
