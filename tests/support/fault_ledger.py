@@ -5,9 +5,9 @@ lost: accepted and not terminal at the end (or no record any more), confirmed wi
 sent on chain while the client holds no record of it (refused or never answered). unknown: accepted, still
 `unknown` at the end with nothing on chain, its record kept: the gateway could not tell whether the relayer
 took it (the relayer died holding the request) and ends it `failed` once the relayer still does not have it
-after `unknownGiveUpSeconds` (600 s by default), longer than a row waits; counted apart, not as lost. duplicated: a request whose
-recipient appears in more than one relayer transaction (reverted ones included: a second send is a second
-send), or whose effect is on chain more than once.
+after `unknownGiveUpSeconds` (600 s by default), longer than a row waits; counted apart, not as lost.
+duplicated: a request whose recipient appears in more than one relayer transaction (reverted ones included: a
+second send is a second send), or whose effect is on chain more than once.
 """
 
 from __future__ import annotations
